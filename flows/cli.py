@@ -1,0 +1,125 @@
+"""``vae-pipeline``: run the pipeline, rerun one stage, or serve it on a schedule."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+from vae_model.config import ARCHITECTURES, ESTIMATORS, LIKELIHOODS, ModelConfig  # noqa: E402
+
+DEFAULT_CRON = "0 3 * * *"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vae-pipeline", description="Train and compare VAEs on Fashion-MNIST under the "
+        "analytic and Monte-Carlo KL estimators, orchestrated by Prefect.")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="{run,rerun,serve}")
+
+    run = verbs.add_parser("run", help="run the whole pipeline once",
+                           description="Run the whole pipeline once: verify data, train one "
+                           "model per estimator, evaluate, draw figures, write the report.")
+    _add_pipeline_options(run)
+
+    rerun = verbs.add_parser("rerun", help="rerun one stage of an existing run",
+                             description="Rerun one stage of an existing run directory as its "
+                             "own Prefect flow run, leaving the other stages' outputs alone.")
+    rerun.add_argument("stage", choices=("evaluate", "figures", "report"))
+    rerun.add_argument("--run-id", required=True, help="the run directory's name")
+    rerun.add_argument("--artifacts-dir", default="artifacts", help="default: %(default)s")
+    rerun.add_argument("--iwae-k", type=int, help="evaluate: importance samples per image")
+    rerun.add_argument("--gradient-draws", type=int, help="evaluate: draws for the variance")
+    rerun.add_argument("--force", action="store_true", help="ignore the stage's cached result")
+
+    serve = verbs.add_parser("serve", help="serve the pipeline as a scheduled deployment",
+                             description="Serve the pipeline as a deployment with a cron "
+                             "schedule; needs a Prefect server (PREFECT_API_URL).")
+    serve.add_argument("--name", default="nightly", help="deployment name (default: %(default)s)")
+    serve.add_argument("--cron", default=DEFAULT_CRON, help="schedule (default: '%(default)s')")
+    _add_pipeline_options(serve, with_run_id=False)
+    return parser
+
+
+def _add_pipeline_options(parser, with_run_id: bool = True) -> None:
+    defaults = ModelConfig()
+    parser.add_argument("--estimators", nargs="+", choices=ESTIMATORS, default=list(ESTIMATORS),
+                        help="KL estimators, one model each (default: both)")
+    parser.add_argument("--architecture", choices=ARCHITECTURES, default=defaults.architecture,
+                        help="mlp: the seed tutorial's MLP; conv: its overview's conv net")
+    parser.add_argument("--likelihood", choices=LIKELIHOODS, default=defaults.likelihood,
+                        help="pixel likelihood p(x|z) (default: %(default)s)")
+    parser.add_argument("--latent-size", type=int, default=defaults.latent_size)
+    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--iwae-k", type=int, default=100,
+                        help="importance samples per test image for the IWAE bound (default: "
+                        "%(default)s; 5000 for paper-grade numbers)")
+    parser.add_argument("--gradient-draws", type=int, default=100,
+                        help="draws of z for the gradient variance (default: %(default)s)")
+    parser.add_argument("--train-limit", type=int, help="use only the first N training images")
+    parser.add_argument("--data-dir", help="directory with the four Fashion-MNIST IDX files "
+                        "(default: $FASHION_MNIST_DIR, the Keras cache, Debian's package)")
+    parser.add_argument("--artifacts-dir", default="artifacts", help="default: %(default)s")
+    if with_run_id:
+        parser.add_argument("--run-id", help="run directory name (default: time and flow-run "
+                            "name; reuse one to resume or to hit the cache)")
+
+
+def pipeline_parameters(args) -> dict:
+    """The flow's parameters, checked with the same rules the pipeline applies, so a mistake
+    is one line here rather than a failed flow run."""
+    from vae_model import UserInputError
+    from vae_model.run import run_dir
+
+    for estimator in args.estimators:
+        ModelConfig(estimator, args.architecture, args.likelihood, args.latent_size, args.epochs,
+                    args.batch_size, args.learning_rate, args.seed, args.train_limit).validate()
+    for name in ("iwae_k", "gradient_draws"):
+        if getattr(args, name) < (2 if name == "gradient_draws" else 1):
+            raise UserInputError(f"--{name.replace('_', '-')} must be at least "
+                                 f"{2 if name == 'gradient_draws' else 1}, got {getattr(args, name)}")
+    if getattr(args, "run_id", None):
+        run_dir(args.artifacts_dir, args.run_id)
+    names = ("estimators", "architecture", "likelihood", "latent_size", "epochs", "batch_size",
+             "learning_rate", "seed", "iwae_k", "gradient_draws", "train_limit", "data_dir",
+             "artifacts_dir", "run_id")
+    return {n: getattr(args, n) for n in names if hasattr(args, n)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from vae_model import UserInputError
+    from vae_model.training import TrainingDiverged
+
+    try:
+        if args.verb == "run":
+            from flows.pipeline import vae_pipeline
+            report = vae_pipeline(**pipeline_parameters(args))
+            print(f"report: {report}")
+        elif args.verb == "rerun":
+            from flows.rerun import rerun_stage
+            report = rerun_stage(args.stage, args.run_id, args.artifacts_dir, args.iwae_k,
+                                 args.gradient_draws, args.force)
+            print(f"report: {report}")
+        else:
+            from flows.pipeline import vae_pipeline
+            parameters = pipeline_parameters(args)
+            vae_pipeline.serve(name=args.name, cron=args.cron, parameters=parameters)
+    except (UserInputError, TrainingDiverged) as err:
+        print(f"vae-pipeline: error: {err}", file=sys.stderr)
+        return 2 if isinstance(err, UserInputError) else 1
+    except KeyboardInterrupt:
+        print("vae-pipeline: interrupted; rerun with the same --run-id to resume",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

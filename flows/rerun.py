@@ -1,0 +1,50 @@
+"""Rerun one stage of an existing run directory as its own flow run; the other stages' outputs
+are left as they are. ``evaluate`` and ``figures`` end by refreshing the report that
+summarises them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from prefect import flow
+
+from flows.parameters import Draws, PositiveInt
+from tasks import evaluate_model, publish_results, render_figures, write_report
+from vae_model import UserInputError, run, storage
+
+Stage = Literal["evaluate", "figures", "report"]
+
+
+@flow(name="vae-rerun-stage", flow_run_name="rerun-{stage}-{run_id}")
+def rerun_stage(stage: Stage, run_id: str, artifacts_dir: str = "artifacts",
+                iwae_k: PositiveInt | None = None, gradient_draws: Draws | None = None,
+                force: bool = False) -> str:
+    """Rerun ``stage`` of run ``run_id``; ``force`` ignores the stage's cached result."""
+    run_path = run.run_dir(artifacts_dir, run_id)
+    manifest = _manifest(run_path)
+    parameters, data = dict(manifest["parameters"]), manifest["data"]
+    checkpoints = list(manifest["models"].values())
+    evaluations = [str(Path(c) / run.EVALUATION_FILE) for c in checkpoints]
+    figures = sorted(str(p) for p in (run_path / "figures").glob("*.png"))
+
+    if stage == "evaluate":
+        parameters["iwae_k"] = iwae_k or parameters["iwae_k"]
+        parameters["gradient_draws"] = gradient_draws or parameters["gradient_draws"]
+        evaluate = evaluate_model.with_options(refresh_cache=force)
+        evaluations = [evaluate(name, c, data, parameters["iwae_k"], parameters["gradient_draws"],
+                                parameters["seed"]) for name, c in manifest["models"].items()]
+    elif stage == "figures":
+        figures = render_figures.with_options(refresh_cache=force)(
+            checkpoints, evaluations, data, str(run_path), parameters["seed"])
+    report = write_report.with_options(refresh_cache=force or stage != "report")(
+        str(run_path), checkpoints, evaluations, figures, parameters, data)
+    return publish_results(str(run_path), artifacts_dir, report)
+
+
+def _manifest(run_path: Path) -> dict:
+    manifest = run_path / "manifest.json"
+    if not manifest.exists():
+        raise UserInputError(f"{run_path} has no manifest.json (no complete run there): run "
+                             f"the pipeline with --run-id {run_path.name} to finish it first")
+    return storage.read_json(manifest)

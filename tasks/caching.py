@@ -1,0 +1,49 @@
+"""Cache keys: a task's inputs, its own source, the source of the ``vae_model`` modules it runs,
+and the content of the model files its path inputs point at, so that a retrained model
+invalidates its evaluation and figures while unchanged stages come back Cached."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from pathlib import Path
+
+from prefect.cache_policies import INPUTS, TASK_SOURCE, CacheKeyFnPolicy
+
+import vae_model
+
+MODEL_STATE = "state.json"  # a model directory changes exactly when this file does
+_PACKAGE_DIR = Path(vae_model.__file__).parent
+
+
+@functools.cache
+def code_version(*modules: str) -> str:
+    digest = hashlib.sha256()
+    for module in sorted(modules):
+        digest.update((_PACKAGE_DIR / f"{module}.py").read_bytes())
+    return digest.hexdigest()
+
+
+def _path_strings(value):
+    if isinstance(value, str) and value.startswith("/"):
+        yield value
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _path_strings(item)
+
+
+def files_fingerprint(parameters: dict) -> str:
+    digest = hashlib.sha256()
+    for value in _path_strings(list(parameters.values())):
+        path = Path(value)
+        file = path / MODEL_STATE if path.is_dir() else path
+        if file.is_file():
+            digest.update(str(file).encode() + file.read_bytes())
+    return digest.hexdigest()
+
+
+def policy(*modules: str):
+    """INPUTS + TASK_SOURCE + the named vae_model modules' source + path inputs' content."""
+    def key(context, parameters):
+        return code_version(*modules) + files_fingerprint(parameters)
+    return INPUTS + TASK_SOURCE + CacheKeyFnPolicy(cache_key_fn=key)

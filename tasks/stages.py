@@ -1,0 +1,111 @@
+"""One task per pipeline stage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import task
+from prefect.artifacts import (create_link_artifact, create_markdown_artifact,
+                               create_progress_artifact, create_table_artifact,
+                               update_progress_artifact)
+from prefect.logging import get_run_logger
+from prefect.runtime import task_run
+
+from tasks.caching import policy
+from vae_model import report, run
+from vae_model.config import ModelConfig
+
+TRAINING_MODULES = ("config", "data", "networks", "objectives", "training", "evaluation", "run")
+
+
+def _model_name() -> str:
+    return ModelConfig.from_dict(task_run.parameters["settings"]).name
+
+
+def artifact_key(*parts: str) -> str:
+    """Prefect artifact keys allow only [a-z0-9-]."""
+    return "-".join(parts).lower().replace("_", "-").replace(".", "-")
+
+
+@task(name="verify-data", retries=2, retry_delay_seconds=5, tags=["data"])
+def verify_data(data_dir: str | None = None) -> dict:
+    """Locate the four Fashion-MNIST files and verify their SHA-256 (never cached: cheap, and
+    the files may have changed since the last run)."""
+    facts = run.verify_data(data_dir)
+    get_run_logger().info("data verified: %d train and %d test images in %s",
+                          facts["train_images"], facts["test_images"], facts["data_dir"])
+    return facts
+
+
+@task(task_run_name=lambda: f"train-{_model_name()}", cache_policy=policy(*TRAINING_MODULES),
+      persist_result=True, tags=["training"])
+def train_model(settings: dict, data_facts: dict, run_dir: str) -> str:
+    """Train one model (resuming from its last complete epoch); returns its directory."""
+    logger = get_run_logger()
+    config = ModelConfig.from_dict(settings)
+    progress_id = create_progress_artifact(
+        0.0, key=artifact_key("train-progress", config.name),
+        description=f"Training {config.name}: {config.epochs} epochs")
+
+    def on_progress(p):
+        done = ((p.epoch - 1) * p.steps_per_epoch + p.step) / (p.epochs * p.steps_per_epoch)
+        update_progress_artifact(progress_id, 100.0 * done)
+        logger.info("epoch %d/%d step %d/%d: train -ELBO %.2f nats (%.0f img/s)", p.epoch,
+                    p.epochs, p.step, p.steps_per_epoch, p.train_neg_elbo, p.images_per_second)
+
+    directory = run.train(config, data_facts["data_dir"], Path(run_dir), on_progress)
+    update_progress_artifact(progress_id, 100.0)
+    return str(directory)
+
+
+@task(task_run_name="evaluate-{model_name}",
+      cache_policy=policy("data", "networks", "objectives", "evaluation", "run", "training"),
+      persist_result=True, tags=["evaluation"])
+def evaluate_model(model_name: str, checkpoint_dir: str, data_facts: dict, iwae_k: int, gradient_draws: int,
+                   seed: int) -> str:
+    path = run.evaluate(checkpoint_dir, data_facts["data_dir"], iwae_k, gradient_draws, seed)
+    heldout = run.storage.read_json(path)["heldout"]
+    get_run_logger().info("held-out -ELBO %.2f (KL %.2f, reconstruction %.2f), IWAE-%d %.2f "
+                          "nats per image", heldout["neg_elbo"], heldout["kl"],
+                          heldout["reconstruction"], iwae_k, heldout["iwae_nll"])
+    return str(path)
+
+
+@task(name="render-figures", cache_policy=policy("figures", "networks", "training", "data", "run"),
+      persist_result=True, tags=["figures"])
+def render_figures(checkpoint_dirs: list[str], evaluation_paths: list[str], data_facts: dict,
+                   run_dir: str, seed: int) -> list[str]:
+    paths = run.render_figures(checkpoint_dirs, data_facts["data_dir"], Path(run_dir), seed)
+    get_run_logger().info("%d figures in %s", len(paths), Path(run_dir) / "figures")
+    return [str(p) for p in paths]
+
+
+@task(name="write-report", cache_policy=policy("report", "config", "run"), persist_result=True,
+      tags=["report"])
+def write_report(run_dir: str, checkpoint_dirs: list[str], evaluation_paths: list[str],
+                 figure_paths: list[str], parameters: dict, data_facts: dict) -> str:
+    timings = {Path(p).parent.name: run.storage.read_json(p)["timings"] for p in evaluation_paths}
+    path = report.write_report(Path(run_dir), checkpoint_dirs, parameters, data_facts,
+                               figure_paths, timings)
+    return str(path)
+
+
+@task(name="publish-results", tags=["report"])
+def publish_results(run_dir: str, artifacts_dir: str, report_path: str) -> str:
+    """Prefect artifacts with stable keys (so versions accumulate across scheduled runs), and
+    ``artifacts/latest`` pointing at this run. Not cached: each flow run publishes its own."""
+    run_path = Path(run_dir)
+    metrics = run.storage.read_json(run_path / "metrics.json")
+    table = report.headline_table(report.comparison_table(metrics))
+    create_table_artifact(table.to_dict(orient="records"), key="vae-estimator-comparison",
+                          description=f"Held-out scores (nats per image), run {run_path.name}")
+    create_markdown_artifact(
+        f"# VAE run `{run_path.name}`\n\n{report.markdown_table(table)}\n\n"
+        f"Report: `{report_path}` (HTML: `{run_path / 'report.html'}`)\n",
+        key="vae-run-summary", description=f"Summary of run {run_path.name}")
+    for figure in sorted((run_path / "figures").glob("*.png")):
+        create_link_artifact(figure.resolve().as_uri(), link_text=figure.name,
+                             key=artifact_key("vae-figure", figure.stem))
+    latest = report.mark_latest(artifacts_dir, run_path)
+    get_run_logger().info("run complete: %s (latest -> %s)", report_path, latest)
+    return report_path

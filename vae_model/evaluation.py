@@ -1,0 +1,112 @@
+"""Held-out scores of a trained model, in nats per image.
+
+Every model is scored with the analytic KL whatever estimator trained it, so the comparison is
+fair. Each function runs batches of images through one XLA-compiled call.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from vae_model import UserInputError
+from vae_model.objectives import negative_elbo_terms
+
+
+@tf.function(jit_compile=True)
+def _elbo_sums(model, images, seed):
+    x = tf.cast(images, tf.float32) / 255.0
+    kl, reconstruction = negative_elbo_terms(model, x, "analytic", seed)
+    return tf.reduce_sum(kl), tf.reduce_sum(reconstruction)
+
+
+def heldout_terms(model, images: np.ndarray, seed: int = 0, batch_size: int = 2000) -> dict:
+    """Single-sample -ELBO per image, split into KL (analytic) and reconstruction -log p(x|z)."""
+    kl = reconstruction = 0.0
+    for i, start in enumerate(range(0, len(images), batch_size)):
+        batch_kl, batch_rec = _elbo_sums(model, images[start:start + batch_size],
+                                         tf.constant([seed, i], tf.int32))
+        kl, reconstruction = kl + float(batch_kl), reconstruction + float(batch_rec)
+    n = len(images)
+    return {"neg_elbo": (kl + reconstruction) / n, "kl": kl / n, "reconstruction": reconstruction / n}
+
+
+@tf.function(jit_compile=True)
+def _log_mean_weight_terms(model, images, n_samples, seed):
+    """logsumexp over ``n_samples`` draws z ~ q(z|x) of log p(x|z) + log p(z) - log q(z|x)."""
+    x = tf.cast(images, tf.float32) / 255.0
+    q = model.encode(x)
+    z = q.sample(n_samples, seed=seed)  # (samples, batch, latent)
+    log_weights = model.decode(z).log_prob(x) + model.prior.log_prob(z) - q.log_prob(z)
+    return tf.reduce_logsumexp(log_weights, axis=0)
+
+
+def iwae_nll(model, images: np.ndarray, k: int, seed: int = 0, batch_size: int = 500,
+             samples_per_call: int = 100) -> float:
+    """IWAE-k estimate of -log p(x) per image: -(logsumexp_k log w_k - log k) (Burda et al.,
+    2016). It is an upper bound on the NLL that tightens as k grows and is never above the
+    -ELBO in expectation. Draws are made ``samples_per_call`` at a time and combined with
+    logaddexp, so memory stays at batch_size * samples_per_call decoded images for any k."""
+    if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
+        raise UserInputError(f"IWAE k must be a whole number > 0, got {k!r}")
+    total = 0.0
+    for b, start in enumerate(range(0, len(images), batch_size)):
+        batch = images[start:start + batch_size]
+        log_sum = np.full(len(batch), -np.inf)
+        for c, drawn in enumerate(range(0, k, samples_per_call)):
+            seed_c = tf.constant([seed, b * 1_000_003 + c], tf.int32)
+            part = _log_mean_weight_terms(model, batch, min(samples_per_call, k - drawn), seed_c)
+            log_sum = np.logaddexp(log_sum, part.numpy().astype(np.float64))
+        total += float(np.sum(log_sum - math.log(k)))
+    return -total / len(images)
+
+
+def _flat_gradient(target, variables, tape):
+    gradients = tape.gradient(target, variables, unconnected_gradients="zero")
+    return tf.cast(tf.concat([tf.reshape(g, [-1]) for g in gradients], 0), tf.float64)
+
+
+@tf.function(jit_compile=True)
+def _gradient_moments(model, x, estimator, seeds):
+    """Over draws: the summed per-parameter variance of the loss gradient and of its KL term's
+    gradient, and the squared norm of the mean loss gradient (moments in float64, so that
+    E[g^2] - E[g]^2 does not cancel)."""
+    variables = model.variables_to_train
+    size = sum(int(np.prod(v.shape)) for v in variables)
+    moments = [tf.zeros([size], tf.float64) for _ in range(4)]
+    for i in tf.range(tf.shape(seeds)[0]):
+        with tf.GradientTape(persistent=True) as tape:
+            kl, reconstruction = negative_elbo_terms(model, x, estimator, seeds[i])
+            kl = tf.reduce_mean(kl)
+            loss = kl + tf.reduce_mean(reconstruction)
+        g_loss, g_kl = _flat_gradient(loss, variables, tape), _flat_gradient(kl, variables, tape)
+        moments = [moments[0] + g_loss, moments[1] + g_loss * g_loss,
+                   moments[2] + g_kl, moments[3] + g_kl * g_kl]
+    draws = tf.cast(tf.shape(seeds)[0], tf.float64)
+    unbiased = draws / (draws - 1.0)
+
+    def total_variance(first, second):
+        mean = first / draws
+        return tf.reduce_sum(tf.maximum(second / draws - mean * mean, 0.0)) * unbiased
+
+    mean_loss = moments[0] / draws
+    return (total_variance(moments[0], moments[1]), total_variance(moments[2], moments[3]),
+            tf.reduce_sum(mean_loss * mean_loss))
+
+
+def gradient_variance(model, images: np.ndarray, estimator: str, draws: int = 100,
+                      seed: int = 0) -> dict:
+    """At fixed weights and for one fixed batch, how much the gradient varies across ``draws``
+    repeated samples of z: the trace of its covariance (unbiased) for the whole loss and for
+    the KL term alone (zero for the analytic KL), and the squared norm of the mean gradient
+    for scale. This is what separates the two KL estimators."""
+    if draws < 2:
+        raise UserInputError(f"gradient variance needs at least 2 draws, got {draws}")
+    seeds = np.random.default_rng([seed, 7]).integers(0, 2**31 - 1, (draws, 2), dtype=np.int32)
+    x = tf.cast(images, tf.float32) / 255.0
+    total, kl_term, mean_sq_norm = _gradient_moments(model, x, estimator, seeds)
+    return {"total_variance": float(total), "kl_term_variance": float(kl_term),
+            "mean_gradient_sq_norm": float(mean_sq_norm), "draws": draws,
+            "batch_size": len(images)}

@@ -1,0 +1,110 @@
+"""A run directory and the pipeline's stages as plain functions over paths.
+
+``artifacts/runs/<run-id>/`` holds ``models/<model>/`` (checkpoints, ``evaluation.json``),
+``figures/*.png``, and, written last by :mod:`vae_model.report`, ``metrics.json``,
+``comparison.csv``, ``report.md``/``report.html`` and ``manifest.json`` (whose ``status`` says
+whether the run is complete). Prefect tasks wrap these functions; a notebook can call them too.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+from typing import Callable
+
+from vae_model import UserInputError, data, evaluation, storage, training
+from vae_model.config import ESTIMATORS, ModelConfig
+
+RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+EVALUATION_FILE = "evaluation.json"
+
+
+def run_dir(artifacts_root: str | os.PathLike, run_id: str) -> Path:
+    """``<root>/runs/<run_id>``, refusing ids that could escape the artifacts root."""
+    if not isinstance(run_id, str) or not RUN_ID_PATTERN.match(run_id) or ".." in run_id:
+        raise UserInputError(f"run id {run_id!r} is not allowed: use letters, digits, '.', '_' "
+                             "and '-' (at most 100, no '..'), e.g. 2026-11-23-nightly")
+    root = Path(artifacts_root).expanduser().resolve()
+    path = (root / "runs" / run_id).resolve()
+    if root not in path.parents:
+        raise UserInputError(f"run id {run_id!r} resolves outside {root}: pick another")
+    return path
+
+
+def ensure_writable(directory: Path) -> Path:
+    """Fail now, with the fix, rather than after training when the first file is written."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        storage.write_text(directory / ".write-check", "ok\n").unlink()
+    except OSError as err:
+        raise UserInputError(f"cannot write to {directory} ({err.strerror}): free disk space, "
+                             "fix its permissions or pass another --artifacts-dir") from None
+    return directory
+
+
+def model_dir(run: Path, model_name: str) -> Path:
+    return run / "models" / model_name
+
+
+def verify_data(data_dir: str | None = None) -> dict:
+    """Locate and verify the data; small, JSON-able facts about it for the manifest."""
+    dataset = data.load(data_dir)
+    return {"data_dir": str(dataset.source), "sha256": dataset.sha256,
+            "train_images": len(dataset.train_images), "test_images": len(dataset.test_images)}
+
+
+def train(config: ModelConfig, data_dir: str | None, run: Path,
+          on_progress: Callable[[training.Progress], None] | None = None,
+          steps_per_chunk: int = 250) -> Path:
+    """Train (or resume) one model into ``models/<name>``; returns that directory."""
+    dataset = data.load(data_dir)
+    config.validate(len(dataset.train_images))
+    directory = ensure_writable(model_dir(run, config.name))
+    training.fit(config, dataset.train_images, dataset.test_images, directory,
+                 steps_per_chunk=steps_per_chunk, on_progress=on_progress)
+    return directory
+
+
+def evaluate(checkpoint_dir: str | os.PathLike, data_dir: str | None, iwae_k: int = 100,
+             gradient_draws: int = 100, seed: int = 0) -> Path:
+    """Held-out -ELBO (analytic KL for every model), IWAE-k NLL, and the gradient variance of
+    both estimators at the trained weights; written to ``evaluation.json`` beside the model."""
+    if isinstance(iwae_k, bool) or not isinstance(iwae_k, int) or iwae_k <= 0:
+        raise UserInputError(f"iwae_k must be a whole number > 0, got {iwae_k!r}")
+    checkpoint_dir = Path(checkpoint_dir)
+    model, state = training.load_model(checkpoint_dir)
+    dataset = data.load(data_dir)
+    timings = {}
+    started = time.perf_counter()
+    heldout = evaluation.heldout_terms(model, dataset.test_images, seed=seed)
+    timings["heldout_seconds"] = time.perf_counter() - started
+    started = time.perf_counter()
+    heldout["iwae_nll"] = evaluation.iwae_nll(model, dataset.test_images, iwae_k, seed=seed)
+    heldout["iwae_k"] = iwae_k
+    timings["iwae_seconds"] = time.perf_counter() - started
+    started = time.perf_counter()
+    batch = dataset.train_images[: state["config"]["batch_size"]]
+    variance = {name: evaluation.gradient_variance(model, batch, name, gradient_draws, seed)
+                for name in ESTIMATORS}
+    timings["gradient_variance_seconds"] = time.perf_counter() - started
+    return storage.write_json(checkpoint_dir / EVALUATION_FILE, {
+        "heldout": heldout, "gradient_variance": variance, "timings": timings})
+
+
+def render_figures(checkpoint_dirs: list[str], data_dir: str | None, run: Path,
+                   seed: int = 0) -> list[Path]:
+    from vae_model import figures  # matplotlib only where figures are drawn
+
+    dataset = data.load(data_dir)
+    models, histories, variances = {}, {}, {}
+    for directory in map(Path, checkpoint_dirs):
+        model, state = training.load_model(directory)
+        name = ModelConfig.from_dict(state["config"]).name
+        models[name], histories[name] = model, state["history"]
+        if (directory / EVALUATION_FILE).exists():
+            gradient = storage.read_json(directory / EVALUATION_FILE)["gradient_variance"]
+            variances[name] = {e: v["total_variance"] for e, v in gradient.items()}
+    return figures.render_all(models, dataset.test_images, dataset.test_labels, histories,
+                              variances, run / "figures", seed=seed)
