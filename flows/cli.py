@@ -104,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"report: {report}")
         elif args.verb == "rerun":
             from flows.rerun import rerun_stage
+            from vae_model.run import load_manifest, run_dir
+            load_manifest(run_dir(args.artifacts_dir, args.run_id))
             report = rerun_stage(args.stage, args.run_id, args.artifacts_dir, args.iwae_k,
                                  args.gradient_draws, args.force)
             print(f"report: {report}")

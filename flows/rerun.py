@@ -11,7 +11,7 @@ from prefect import flow
 
 from flows.parameters import Draws, PositiveInt
 from tasks import evaluate_model, publish_results, render_figures, write_report
-from vae_model import UserInputError, run, storage
+from vae_model import run
 
 Stage = Literal["evaluate", "figures", "report"]
 
@@ -22,7 +22,7 @@ def rerun_stage(stage: Stage, run_id: str, artifacts_dir: str = "artifacts",
                 force: bool = False) -> str:
     """Rerun ``stage`` of run ``run_id``; ``force`` ignores the stage's cached result."""
     run_path = run.run_dir(artifacts_dir, run_id)
-    manifest = _manifest(run_path)
+    manifest = run.load_manifest(run_path)
     parameters, data = dict(manifest["parameters"]), manifest["data"]
     checkpoints = list(manifest["models"].values())
     evaluations = [str(Path(c) / run.EVALUATION_FILE) for c in checkpoints]
@@ -41,10 +41,3 @@ def rerun_stage(stage: Stage, run_id: str, artifacts_dir: str = "artifacts",
         str(run_path), checkpoints, evaluations, figures, parameters, data)
     return publish_results(str(run_path), artifacts_dir, report)
 
-
-def _manifest(run_path: Path) -> dict:
-    manifest = run_path / "manifest.json"
-    if not manifest.exists():
-        raise UserInputError(f"{run_path} has no manifest.json (no complete run there): run "
-                             f"the pipeline with --run-id {run_path.name} to finish it first")
-    return storage.read_json(manifest)

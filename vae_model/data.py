@@ -104,9 +104,9 @@ def locate(data_dir=None, spec: dict | None = None, download: bool = True) -> Pa
     return KERAS_CACHE
 
 
-def fetch_canonical(cache_dir: Path, spec: dict | None = None, url: str = DOWNLOAD_URL) -> None:
+def fetch_canonical(cache_dir: Path, spec: dict | None = None, url: str | None = None) -> None:
     """Download each missing file, verify it, then move it into place (never a partial file)."""
-    spec = spec or CANONICAL
+    spec, url = spec or CANONICAL, url or DOWNLOAD_URL
     cache_dir.mkdir(parents=True, exist_ok=True)
     for fs in spec.values():
         target = cache_dir / f"{fs.filename}.gz"

@@ -33,6 +33,15 @@ def run_dir(artifacts_root: str | os.PathLike, run_id: str) -> Path:
     return path
 
 
+def load_manifest(run: Path) -> dict:
+    """The manifest of a complete run (refusing an incomplete or missing one)."""
+    manifest = run / "manifest.json"
+    if not manifest.exists():
+        raise UserInputError(f"{run} has no manifest.json (no complete run there): run the "
+                             f"pipeline with --run-id {run.name} to finish it first")
+    return storage.read_json(manifest)
+
+
 def ensure_writable(directory: Path) -> Path:
     """Fail now, with the fix, rather than after training when the first file is written."""
     try:

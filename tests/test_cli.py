@@ -1,0 +1,43 @@
+import pytest
+
+from flows.cli import main
+
+
+@pytest.mark.parametrize("argv", [[], ["run"], ["rerun"], ["serve"]])
+def test_help_everywhere(argv, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv + ["--help"])
+    assert exit_.value.code == 0
+    assert "usage: vae-pipeline" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--epochs", "0"], "epochs must be a whole number > 0"),
+    (["--batch-size", "-4"], "batch_size must be"),
+    (["--latent-size", "0"], "latent_size must be"),
+    (["--learning-rate", "nan"], "learning_rate must be a finite number"),
+    (["--learning-rate", "inf"], "learning_rate must be a finite number"),
+    (["--iwae-k", "0"], "--iwae-k must be at least 1"),
+    (["--gradient-draws", "1"], "--gradient-draws must be at least 2"),
+    (["--run-id", "../../etc"], "run id '../../etc' is not allowed"),
+    (["--train-limit", "0"], "train_limit must be"),
+])
+def test_bad_parameters_get_one_line_and_exit_2(args, message, capsys, tmp_path):
+    code = main(["run", "--artifacts-dir", str(tmp_path), *args])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err and err.count("\n") == 1 and err.startswith("vae-pipeline: error:")
+    assert not any(tmp_path.iterdir())
+
+
+def test_unknown_choice_is_refused_by_argparse(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "--estimators", "exact"])
+    assert exit_.value.code == 2
+    assert "invalid choice: 'exact'" in capsys.readouterr().err
+
+
+def test_rerun_of_a_missing_run_says_so(capsys, tmp_path):
+    code = main(["rerun", "figures", "--run-id", "nope", "--artifacts-dir", str(tmp_path)])
+    assert code == 2
+    assert "no manifest.json" in capsys.readouterr().err

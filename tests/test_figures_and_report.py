@@ -1,0 +1,101 @@
+import struct
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import write_tiny_dataset
+from vae_model import data, report, run, storage
+from vae_model.config import ModelConfig
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """Two tiny models trained, evaluated, drawn and reported, through vae_model alone."""
+    root = tmp_path_factory.mktemp("artifacts")
+    directory = tmp_path_factory.mktemp("data")
+    original = data.CANONICAL
+    data.CANONICAL = write_tiny_dataset(directory)
+    try:
+        path = run.run_dir(root, "test-run")
+        checkpoints = [str(run.train(ModelConfig(estimator=e, batch_size=32, epochs=2),
+                                     str(directory), path)) for e in ("analytic", "monte_carlo")]
+        evaluations = [str(run.evaluate(c, str(directory), iwae_k=10, gradient_draws=5))
+                       for c in checkpoints]
+        figures = [str(p) for p in run.render_figures(checkpoints, str(directory), path)]
+        facts = run.verify_data(str(directory))
+        report.write_report(path, checkpoints, {"epochs": 2}, facts, figures, {})
+    finally:
+        data.CANONICAL = original
+    return path, figures
+
+
+def _png_size(path):
+    header = open(path, "rb").read(24)
+    assert header[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    return struct.unpack(">II", header[16:24])
+
+
+def test_every_figure_is_a_sensible_png(finished_run):
+    path, figures = finished_run
+    names = sorted(p.split("/")[-1] for p in figures)
+    for model in ("analytic", "monte_carlo"):
+        for kind in ("reconstructions", "generations", "latent", "manifold"):
+            assert f"{kind}-{model}.png" in names
+    assert {"curves.png", "gradient-variance.png", "comparison.png"} <= set(names)
+    for figure in figures:
+        width, height = _png_size(figure)
+        assert 400 <= width <= 3000 and 150 <= height <= 3000, (figure, width, height)
+        assert (path / "figures").stat().st_size > 0
+
+
+def test_metrics_follow_the_contract(finished_run):
+    path, _ = finished_run
+    metrics = storage.read_json(path / "metrics.json")
+    assert set(metrics["models"]) == {"analytic", "monte_carlo"}
+    for name, model in metrics["models"].items():
+        assert model["estimator"] == name
+        assert set(model["heldout"]) >= {"neg_elbo", "kl", "reconstruction", "iwae_nll", "iwae_k"}
+        assert model["heldout"]["iwae_k"] == 10
+        assert model["heldout"]["iwae_nll"] <= model["heldout"]["neg_elbo"] + 1.0
+        assert [h["epoch"] for h in model["history"]] == [1, 2]
+        assert set(model["history"][0]) >= {"epoch", "train_neg_elbo", "heldout_neg_elbo"}
+        assert set(model["gradient_variance"]) == {"analytic", "monte_carlo"}
+
+
+def test_comparison_csv_report_and_manifest(finished_run):
+    import pandas as pd
+    path, figures = finished_run
+    table = pd.read_csv(path / "comparison.csv")
+    assert list(table["model"]) == ["analytic", "monte_carlo"]
+    assert {"heldout_neg_elbo", "iwae_nll", "grad_var_monte_carlo"} <= set(table.columns)
+    text = (path / "report.md").read_text()
+    assert "| model | heldout_neg_elbo" in text
+    for figure in figures:
+        assert f"(figures/{figure.split('/')[-1]})" in text
+    html = (path / "report.html").read_text()
+    assert html.count("<img") == len(figures)
+    manifest = storage.read_json(path / "manifest.json")
+    assert manifest["status"] == "complete"
+    assert manifest["packages"]["tensorflow"] and manifest["data"]["sha256"]
+
+
+def test_vae_model_does_not_import_prefect():
+    code = ("import sys, vae_model.figures, vae_model.report, vae_model.run, vae_model.training;"
+            "print('prefect' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("run_id", ["../evil", "a/b", "", ".hidden", "x" * 101, "a..b"])
+def test_run_ids_cannot_escape_the_artifacts_root(tmp_path, run_id):
+    with pytest.raises(Exception, match="not allowed|outside"):
+        run.run_dir(tmp_path, run_id)
+
+
+def test_mark_latest_points_at_the_run(tmp_path):
+    target = run.run_dir(tmp_path, "r1")
+    target.mkdir(parents=True)
+    link = report.mark_latest(tmp_path, target)
+    assert link.resolve() == target
+    report.mark_latest(tmp_path, target)  # replacing is fine

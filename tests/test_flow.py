@@ -1,0 +1,75 @@
+"""The Prefect flows end to end on tiny data, against Prefect's test harness."""
+
+import re
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.testing.utilities import prefect_test_harness
+
+from flows.pipeline import vae_pipeline
+from flows.rerun import rerun_stage
+from vae_model import storage
+
+TINY = dict(epochs=2, batch_size=32, iwae_k=5, gradient_draws=3)
+
+
+@pytest.fixture(scope="module")
+def harness():
+    with prefect_test_harness(server_startup_timeout=60):
+        yield
+
+
+def task_states(flow_state) -> dict:
+    flow_run_id = flow_state.state_details.flow_run_id
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(
+            id=FlowRunFilterId(any_=[flow_run_id])))
+    # Prefect suffixes unnamed task runs with 3 hex digits: 'render-figures-0a1'
+    return {re.sub(r"-[0-9a-f]{3}$", "", r.name): r.state.name for r in runs}
+
+
+def test_pipeline_runs_caches_and_reruns_single_stages(harness, tiny_data, tmp_path):
+    root = str(tmp_path / "artifacts")
+    first = vae_pipeline(**TINY, artifacts_dir=root, run_id="t1", return_state=True)
+    assert first.is_completed(), first
+    run = tmp_path / "artifacts" / "runs" / "t1"
+    metrics = storage.read_json(run / "metrics.json")
+    assert set(metrics["models"]) == {"analytic", "monte_carlo"}
+    assert (tmp_path / "artifacts" / "latest").resolve() == run
+    states = task_states(first)
+    assert states["train-analytic"] == states["train-monte_carlo"] == "Completed"
+    assert states["evaluate-analytic"] == "Completed"
+
+    again = vae_pipeline(**TINY, artifacts_dir=root, run_id="t1", return_state=True)
+    states = task_states(again)
+    for stage in ("train-analytic", "train-monte_carlo", "evaluate-analytic",
+                  "evaluate-monte_carlo", "render-figures", "write-report"):
+        assert states[stage] == "Cached", (stage, states)
+
+    other_k = vae_pipeline(**{**TINY, "iwae_k": 7}, artifacts_dir=root, run_id="t1",
+                           return_state=True)
+    states = task_states(other_k)
+    assert states["train-analytic"] == "Cached" and states["evaluate-analytic"] == "Completed"
+    assert storage.read_json(run / "metrics.json")["models"]["analytic"]["heldout"]["iwae_k"] == 7
+
+    figures_before = (run / "figures" / "curves.png").stat().st_mtime_ns
+    cached = rerun_stage("figures", "t1", artifacts_dir=root, return_state=True)
+    assert task_states(cached)["render-figures"] == "Cached"
+    forced = rerun_stage("figures", "t1", artifacts_dir=root, force=True, return_state=True)
+    assert task_states(forced)["render-figures"] == "Completed"
+    assert (run / "figures" / "curves.png").stat().st_mtime_ns > figures_before
+    assert "train-analytic" not in task_states(forced)
+
+    evaluated = rerun_stage("evaluate", "t1", artifacts_dir=root, iwae_k=9, return_state=True)
+    assert task_states(evaluated)["evaluate-analytic"] == "Completed"
+    assert storage.read_json(run / "metrics.json")["models"]["monte_carlo"]["heldout"]["iwae_k"] == 9
+
+
+def test_bad_parameters_are_rejected_before_the_flow_runs(harness, tiny_data, tmp_path):
+    from prefect.exceptions import ParameterTypeError
+    for bad in (dict(estimators=["exact"]), dict(epochs=0), dict(learning_rate=float("nan")),
+                dict(iwae_k=0), dict(run_id="../../etc")):
+        with pytest.raises(ParameterTypeError):
+            vae_pipeline(**{**TINY, **bad}, artifacts_dir=str(tmp_path))
+    assert not (tmp_path / "runs").exists()
