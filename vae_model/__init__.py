@@ -10,7 +10,8 @@ import os
 
 # tf_keras (Keras 2) is what TFP 0.25 supports; this must be set before TensorFlow is imported.
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TF's C++ log otherwise reports a missing CUDA driver as an error on every CPU-only start.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 class UserInputError(ValueError):

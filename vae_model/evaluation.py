@@ -1,7 +1,7 @@
 """Held-out scores of a trained model, in nats per image.
 
 Every model is scored with the analytic KL whatever estimator trained it, so the comparison is
-fair. Each function runs batches of images through one XLA-compiled call.
+fair. Each function runs batches of images through one compiled call.
 """
 
 from __future__ import annotations
@@ -15,7 +15,13 @@ from vae_model import UserInputError
 from vae_model.objectives import negative_elbo_terms
 
 
-@tf.function(jit_compile=True)
+def _compiled(fn):
+    """``fn(model, ...)`` compiled the way that is fastest for the model's network."""
+    variants = {True: tf.function(fn, jit_compile=True), False: tf.function(fn)}
+    return lambda model, *args: variants[model.use_xla](model, *args)
+
+
+@_compiled
 def _elbo_sums(model, images, seed):
     x = tf.cast(images, tf.float32) / 255.0
     kl, reconstruction = negative_elbo_terms(model, x, "analytic", seed)
@@ -33,7 +39,7 @@ def heldout_terms(model, images: np.ndarray, seed: int = 0, batch_size: int = 20
     return {"neg_elbo": (kl + reconstruction) / n, "kl": kl / n, "reconstruction": reconstruction / n}
 
 
-@tf.function(jit_compile=True)
+@_compiled
 def _log_mean_weight_terms(model, images, n_samples, seed):
     """logsumexp over ``n_samples`` draws z ~ q(z|x) of log p(x|z) + log p(z) - log q(z|x)."""
     x = tf.cast(images, tf.float32) / 255.0
@@ -68,7 +74,7 @@ def _flat_gradient(target, variables, tape):
     return tf.cast(tf.concat([tf.reshape(g, [-1]) for g in gradients], 0), tf.float64)
 
 
-@tf.function(jit_compile=True)
+@_compiled
 def _gradient_moments(model, x, estimator, seeds):
     """Over draws: the summed per-parameter variance of the loss gradient and of its KL term's
     gradient, and the squared norm of the mean loss gradient (moments in float64, so that

@@ -57,12 +57,17 @@ def conv_networks(latent_size: int) -> tuple[keras.Model, keras.Model]:
 
 
 ARCHITECTURES = {"mlp": mlp_networks, "conv": conv_networks}
+# XLA fuses the MLP's many small ops (~18x the seed loop here), but its CPU convolutions are
+# ~4x slower than TensorFlow's oneDNN kernels, so the conv net runs as a plain graph
+# (benchmarks/train_throughput.py measures both).
+USE_XLA = {"mlp": True, "conv": False}
 
 
 class VAE(tf.Module):
     def __init__(self, config: ModelConfig):
         super().__init__(name="vae")
         self.latent_size = config.latent_size
+        self.use_xla = USE_XLA[config.architecture]
         self.likelihood = config.likelihood
         self.encoder, self.decoder = ARCHITECTURES[config.architecture](config.latent_size)
         self.prior = tfd.MultivariateNormalDiag(loc=tf.zeros(config.latent_size))
@@ -81,6 +86,10 @@ class VAE(tf.Module):
         else:
             pixels = tfd.Bernoulli(logits=logits, dtype=tf.float32)
         return tfd.Independent(pixels, reinterpreted_batch_ndims=2)
+
+    def compile(self, fn):
+        """``fn`` as a tf.function, XLA-compiled where that is faster for this network."""
+        return tf.function(fn, jit_compile=self.use_xla)
 
     @property
     def variables_to_train(self) -> list[tf.Variable]:

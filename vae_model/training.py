@@ -58,8 +58,8 @@ class Trainer:
         self.model = VAE(config)
         self.optimizer = keras.optimizers.Adam(config.learning_rate)
         self.optimizer.build(self.model.variables_to_train)
-        self.run_steps = tf.function(self._run_steps, jit_compile=True)
-        self.step = tf.function(self._step, jit_compile=True)
+        self.run_steps = self.model.compile(self._run_steps)
+        self.step = self.model.compile(self._step)
 
     def _step(self, images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
         """One Adam update on one batch of uint8 images; returns the batch's mean -ELBO."""
