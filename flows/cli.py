@@ -81,9 +81,10 @@ def pipeline_parameters(args) -> dict:
         ModelConfig(estimator, args.architecture, args.likelihood, args.latent_size, args.epochs,
                     args.batch_size, args.learning_rate, args.seed, args.train_limit).validate()
     for name in ("iwae_k", "gradient_draws"):
-        if getattr(args, name) < (2 if name == "gradient_draws" else 1):
-            raise UserInputError(f"--{name.replace('_', '-')} must be at least "
-                                 f"{2 if name == 'gradient_draws' else 1}, got {getattr(args, name)}")
+        least = 2 if name == "gradient_draws" else 1
+        if getattr(args, name) < least:
+            flag = name.replace("_", "-")
+            raise UserInputError(f"--{flag} must be at least {least}, got {getattr(args, name)}")
     if getattr(args, "run_id", None):
         run_dir(args.artifacts_dir, args.run_id)
     names = ("estimators", "architecture", "likelihood", "latent_size", "epochs", "batch_size",

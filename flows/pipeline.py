@@ -48,7 +48,8 @@ def vae_pipeline(
               for estimator in dict.fromkeys(estimators)]
 
     trained = [train_model.submit(m.to_dict(), data, str(run_path)) for m in models]
-    evaluated = [evaluate_model.submit(m.name, t, data, iwae_k, gradient_draws, seed) for m, t in zip(models, trained)]
+    evaluated = [evaluate_model.submit(m.name, t, data, iwae_k, gradient_draws, seed)
+                 for m, t in zip(models, trained)]
     checkpoints, evaluations = [t.result() for t in trained], [e.result() for e in evaluated]
     figures = render_figures(checkpoints, evaluations, data, str(run_path), seed)
     report = write_report(str(run_path), checkpoints, evaluations, figures,

@@ -27,7 +27,8 @@ def artifact_key(*parts: str) -> str:
     return "-".join(parts).lower().replace("_", "-").replace(".", "-")
 
 
-@task(name="verify-data", retries=2, retry_delay_seconds=5, tags=["data"])
+@task(name="verify-data", task_run_name="verify-data", retries=2, retry_delay_seconds=5,
+      tags=["data"])
 def verify_data(data_dir: str | None = None) -> dict:
     """Locate the four Fashion-MNIST files and verify their SHA-256 (never cached: cheap, and
     the files may have changed since the last run)."""
@@ -61,8 +62,8 @@ def train_model(settings: dict, data_facts: dict, run_dir: str) -> str:
 @task(task_run_name="evaluate-{model_name}",
       cache_policy=policy("data", "networks", "objectives", "evaluation", "run", "training"),
       persist_result=True, tags=["evaluation"])
-def evaluate_model(model_name: str, checkpoint_dir: str, data_facts: dict, iwae_k: int, gradient_draws: int,
-                   seed: int) -> str:
+def evaluate_model(model_name: str, checkpoint_dir: str, data_facts: dict, iwae_k: int,
+                   gradient_draws: int, seed: int) -> str:
     path = run.evaluate(checkpoint_dir, data_facts["data_dir"], iwae_k, gradient_draws, seed)
     heldout = run.storage.read_json(path)["heldout"]
     get_run_logger().info("held-out -ELBO %.2f (KL %.2f, reconstruction %.2f), IWAE-%d %.2f "
@@ -71,8 +72,9 @@ def evaluate_model(model_name: str, checkpoint_dir: str, data_facts: dict, iwae_
     return str(path)
 
 
-@task(name="render-figures", cache_policy=policy("figures", "networks", "training", "data", "run"),
-      persist_result=True, tags=["figures"])
+@task(name="render-figures", task_run_name="render-figures",
+      cache_policy=policy("figures", "networks", "training", "data", "run"), persist_result=True,
+      tags=["figures"])
 def render_figures(checkpoint_dirs: list[str], evaluation_paths: list[str], data_facts: dict,
                    run_dir: str, seed: int) -> list[str]:
     paths = run.render_figures(checkpoint_dirs, data_facts["data_dir"], Path(run_dir), seed)
@@ -80,8 +82,8 @@ def render_figures(checkpoint_dirs: list[str], evaluation_paths: list[str], data
     return [str(p) for p in paths]
 
 
-@task(name="write-report", cache_policy=policy("report", "config", "run"), persist_result=True,
-      tags=["report"])
+@task(name="write-report", task_run_name="write-report",
+      cache_policy=policy("report", "config", "run"), persist_result=True, tags=["report"])
 def write_report(run_dir: str, checkpoint_dirs: list[str], evaluation_paths: list[str],
                  figure_paths: list[str], parameters: dict, data_facts: dict) -> str:
     timings = {Path(p).parent.name: run.storage.read_json(p)["timings"] for p in evaluation_paths}
@@ -90,7 +92,7 @@ def write_report(run_dir: str, checkpoint_dirs: list[str], evaluation_paths: lis
     return str(path)
 
 
-@task(name="publish-results", tags=["report"])
+@task(name="publish-results", task_run_name="publish-results", tags=["report"])
 def publish_results(run_dir: str, artifacts_dir: str, report_path: str) -> str:
     """Prefect artifacts with stable keys (so versions accumulate across scheduled runs), and
     ``artifacts/latest`` pointing at this run. Not cached: each flow run publishes its own."""

@@ -26,10 +26,12 @@ def test_encoder_and_decoder_are_distributions_of_the_right_shape(architecture, 
 
 def test_seed_architectures_have_the_seed_layer_sizes():
     mlp = VAE(ModelConfig())
-    assert [l.units for l in mlp.encoder.layers if hasattr(l, "units")] == [256, 128, 64, 32, 4]
-    assert [l.units for l in mlp.decoder.layers if hasattr(l, "units")] == [32, 64, 128, 256, 784]
+    def units(network):
+        return [layer.units for layer in network.layers if hasattr(layer, "units")]
+    assert units(mlp.encoder) == [256, 128, 64, 32, 4]
+    assert units(mlp.decoder) == [32, 64, 128, 256, 784]
     conv = VAE(ModelConfig(architecture="conv"))
-    assert [l.filters for l in conv.encoder.layers if hasattr(l, "filters")] == [8, 8]
+    assert [layer.filters for layer in conv.encoder.layers if hasattr(layer, "filters")] == [8, 8]
     assert conv.encoder.layers[1].activation.__name__ == "tanh"  # the seed's typo'd layer
 
 
@@ -50,7 +52,8 @@ def test_continuous_bernoulli_is_a_normalised_density_on_grey_pixels():
 
 
 def test_monte_carlo_kl_averages_to_the_analytic_kl():
-    q = tfd.MultivariateNormalDiag(loc=[[0.5, -1.0], [2.0, 0.1]], scale_diag=[[0.3, 1.5], [0.8, 0.2]])
+    q = tfd.MultivariateNormalDiag(loc=[[0.5, -1.0], [2.0, 0.1]],
+                                   scale_diag=[[0.3, 1.5], [0.8, 0.2]])
     prior = tfd.MultivariateNormalDiag(loc=tf.zeros(2))
     z = q.sample(200_000, seed=[3, 4])
     estimate = tf.reduce_mean(monte_carlo_kl(q, prior, z), axis=0).numpy()

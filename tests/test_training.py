@@ -58,8 +58,8 @@ def test_training_lowers_the_loss_and_records_history(tmp_path):
 
 
 def test_same_seed_same_metrics_other_seed_other_metrics(tmp_path):
-    runs = [training.fit(ModelConfig(**{**SMALL, "seed": s}), TRAIN, TEST, tmp_path / str(i)).history
-            for i, s in enumerate((3, 3, 4))]
+    runs = [training.fit(ModelConfig(**{**SMALL, "seed": s}), TRAIN, TEST, tmp_path / str(i))
+            .history for i, s in enumerate((3, 3, 4))]
     for a, b in zip(runs[0], runs[1]):
         assert a["train_neg_elbo"] == pytest.approx(b["train_neg_elbo"], rel=1e-5)
         assert a["heldout_neg_elbo"] == pytest.approx(b["heldout_neg_elbo"], rel=1e-5)

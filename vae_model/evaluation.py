@@ -36,7 +36,8 @@ def heldout_terms(model, images: np.ndarray, seed: int = 0, batch_size: int = 20
                                          tf.constant([seed, i], tf.int32))
         kl, reconstruction = kl + float(batch_kl), reconstruction + float(batch_rec)
     n = len(images)
-    return {"neg_elbo": (kl + reconstruction) / n, "kl": kl / n, "reconstruction": reconstruction / n}
+    return {"neg_elbo": (kl + reconstruction) / n, "kl": kl / n,
+            "reconstruction": reconstruction / n}
 
 
 @_compiled

@@ -176,8 +176,9 @@ def load_model(checkpoint_dir: str | os.PathLike) -> tuple[VAE, dict]:
     if state is None:
         raise UserInputError(f"no trained model in {checkpoint_dir}: run the train stage first")
     model = VAE(ModelConfig.from_dict(state["config"]).validate())
-    tf.train.Checkpoint(encoder=model.encoder, decoder=model.decoder).read(
-        str(checkpoint_dir / state["checkpoint"])).expect_partial().assert_existing_objects_matched()
+    weights_only = tf.train.Checkpoint(encoder=model.encoder, decoder=model.decoder)
+    status = weights_only.read(str(checkpoint_dir / state["checkpoint"]))
+    status.expect_partial().assert_existing_objects_matched()
     return model, state
 
 

@@ -1,0 +1,152 @@
+"""Against a real Prefect server on a free loopback port: the CLI's flow run, its task runs and
+artifacts as the API reports them, the cache on a rerun, and a deployment run by a worker.
+Uses the canonical data (installed by the test command); skipped where it is missing."""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from vae_model import UserInputError, data
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+TINY = ["--epochs", "2", "--train-limit", "2048", "--iwae-k", "5", "--gradient-draws", "3"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    try:
+        data.locate(download=False)
+    except UserInputError as err:
+        pytest.skip(f"canonical Fashion-MNIST not installed here: {err}")
+    home, port = tmp_path_factory.mktemp("prefect-home"), _free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": api,
+           "PREFECT_UI_API_URL": api, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "DO_NOT_TRACK": "1"}
+    process = subprocess.Popen([BIN / "prefect", "server", "start", "--host", "127.0.0.1",
+                                "--port", str(port)], env=env, cwd=home,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(f"{api}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert process.poll() is None, "prefect server exited during start-up"
+            assert time.monotonic() < deadline, "prefect server did not start in 90 s"
+            time.sleep(0.5)
+        yield api, env
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def _cli(env, *args, timeout=600):
+    return subprocess.run([BIN / "vae-pipeline", *args], env=env, cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def _post(api, path, body=None):
+    response = httpx.post(f"{api}{path}", json=body or {}, timeout=30)
+    response.raise_for_status()
+    return response.json()
+
+
+def _flow_runs(api, flow_name):
+    runs = _post(api, "/flow_runs/filter", {"flows": {"name": {"any_": [flow_name]}},
+                                            "sort": "EXPECTED_START_TIME_ASC"})
+    return runs
+
+
+def _task_states(api, flow_run_id) -> dict:
+    runs = _post(api, "/task_runs/filter", {"flow_runs": {"id": {"any_": [flow_run_id]}}})
+    return {r["name"]: r["state"]["name"] for r in runs}
+
+
+def test_flow_run_task_runs_artifacts_and_cache_through_the_api(server, tmp_path):
+    api, env = server
+    artifacts = str(tmp_path / "artifacts")
+    first = _cli(env, "run", *TINY, "--run-id", "srv", "--artifacts-dir", artifacts)
+    assert first.returncode == 0, first.stderr[-3000:]
+
+    (flow_run,) = _flow_runs(api, "vae-pipeline")
+    assert flow_run["state"]["type"] == "COMPLETED"
+    states = _task_states(api, flow_run["id"])
+    stages = ["verify-data", "train-analytic", "train-monte_carlo", "evaluate-analytic",
+              "evaluate-monte_carlo", "render-figures", "write-report", "publish-results"]
+    assert sorted(states) == sorted(stages)
+    assert set(states.values()) == {"Completed"}
+
+    keys = {a["key"] for a in _post(api, "/artifacts/filter") if a["key"]}
+    assert {"vae-run-summary", "vae-estimator-comparison", "train-progress-analytic",
+            "train-progress-monte-carlo", "vae-figure-curves", "vae-figure-comparison"} <= keys
+    assert all(re.fullmatch(r"[a-z0-9-]+", k) for k in keys)
+    progress = _post(api, "/artifacts/filter", {"artifacts": {"key": {"any_": [
+        "train-progress-analytic"]}}})
+    assert progress[0]["data"] == 100.0
+
+    again = _cli(env, "run", *TINY, "--run-id", "srv", "--artifacts-dir", artifacts)
+    assert again.returncode == 0, again.stderr[-3000:]
+    second = _flow_runs(api, "vae-pipeline")[-1]
+    states = _task_states(api, second["id"])
+    for stage in stages[1:-1]:
+        assert states[stage] == "Cached", (stage, states)
+
+    rerun = _cli(env, "rerun", "figures", "--run-id", "srv", "--artifacts-dir", artifacts,
+                 "--force")
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    (rerun_run,) = _flow_runs(api, "vae-rerun-stage")
+    assert rerun_run["name"] == "rerun-figures-srv"
+    assert _task_states(api, rerun_run["id"])["render-figures"] == "Completed"
+
+
+def test_deployment_from_prefect_yaml_runs_on_a_process_worker(server, tmp_path):
+    api, env = server
+    env = {**env, "PWD": str(ROOT)}  # prefect.yaml's working directory is "{{ $PWD }}"
+    artifacts = tmp_path / "artifacts"
+
+    def run(*args):
+        return subprocess.run([BIN / "prefect", *args], env=env, cwd=ROOT, capture_output=True,
+                              text=True, timeout=300)
+
+    created = run("work-pool", "create", "vae-process", "--type", "process")
+    assert created.returncode == 0, created.stdout + created.stderr
+    deployed = run("--no-prompt", "deploy", "--all")
+    assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr[-3000:]
+    (deployment,) = _post(api, "/deployments/filter")
+    assert deployment["name"] == "nightly" and deployment["schedules"][0]["schedule"]["cron"]
+    started = run("deployment", "run", "vae-pipeline/nightly", "-p", "epochs=1",
+                  "-p", "train_limit=1024", "-p", "iwae_k=3", "-p", "gradient_draws=2",
+                  "-p", f"artifacts_dir={artifacts}")
+    assert started.returncode == 0, started.stdout + started.stderr
+    worker = run("worker", "start", "--pool", "vae-process", "--run-once")
+    assert worker.returncode == 0, worker.stdout[-3000:] + worker.stderr[-3000:]
+    runs = _post(api, "/flow_runs/filter", {"deployments": {"id": {"any_": [deployment["id"]]}},
+                                            "flow_runs": {"state": {"type": {"any_": [
+                                                "COMPLETED"]}}}})
+    assert len(runs) == 1
+    latest = (artifacts / "latest").resolve()
+    assert (latest / "manifest.json").exists() and latest.name.endswith(runs[0]["name"])
