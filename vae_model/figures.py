@@ -13,6 +13,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_probability as tfp  # noqa: E402
@@ -101,30 +102,37 @@ def draw_curves(histories: dict[str, list[dict]], path: Path) -> Path:
     left.legend(fontsize=8)
     lines = right.get_legend_handles_labels()
     kl_lines = kl_axis.get_legend_handles_labels()
-    right.legend(lines[0] + kl_lines[0], lines[1] + kl_lines[1], fontsize=8)
+    right.legend(lines[0] + kl_lines[0], lines[1] + kl_lines[1], fontsize=8, ncol=2,
+                 loc="upper center", bbox_to_anchor=(0.5, -0.14))
     for ax in (left, right):
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     return _save(fig, path)
 
 
-def draw_gradient_variance(variances: dict[str, dict[str, float]], path: Path) -> Path:
-    """Grouped bars: for each model's weights, the gradient variance under each estimator."""
+def draw_gradient_variance(variances: dict[str, dict[str, dict]], path: Path) -> Path:
+    """Grouped bars: at each model's weights, the gradient variance under each estimator, of
+    the whole loss (left) and of its KL term alone (right, where the estimators differ)."""
     models = list(variances)
     estimators = sorted({e for v in variances.values() for e in v})
-    fig, ax = plt.subplots(figsize=(1.8 * len(models) + 4, 4.5))
+    fig, axes = plt.subplots(1, 2, figsize=(2.4 * len(models) + 7, 4.5))
     width = 0.8 / max(len(estimators), 1)
-    for j, estimator in enumerate(estimators):
-        values = [variances[m].get(estimator, np.nan) for m in models]
-        bars = ax.bar(np.arange(len(models)) + j * width, values, width,
-                      label=ESTIMATOR_LABELS.get(estimator, estimator))
-        ax.bar_label(bars, fmt="%.3g", fontsize=8)
-    ax.set_xticks(np.arange(len(models)) + width * (len(estimators) - 1) / 2,
-                  [f"weights of\n{m}" for m in models])
-    ax.set_ylabel("trace of gradient covariance")
-    ax.set_title("Gradient variance over repeated draws (same batch, fixed weights)")
-    ax.legend(fontsize=8)
-    ax.grid(axis="y", alpha=0.3)
+    panels = [("total_variance", "whole -ELBO"), ("kl_term_variance", "KL term only")]
+    for ax, (field, title) in zip(axes, panels):
+        for j, estimator in enumerate(estimators):
+            values = [variances[m].get(estimator, {}).get(field, np.nan) for m in models]
+            bars = ax.bar(np.arange(len(models)) + j * width, values, width,
+                          label=ESTIMATOR_LABELS.get(estimator, estimator))
+            ax.bar_label(bars, fmt="%.3g", fontsize=8)
+        ax.set_xticks(np.arange(len(models)) + width * (len(estimators) - 1) / 2,
+                      [f"weights of\n{m}" for m in models])
+        ax.set_ylabel("trace of gradient covariance")
+        ax.set_title(f"Gradient variance: {title}")
+        ax.legend(fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle("Over repeated draws of z, same batch, fixed weights", fontsize=11)
+    fig.tight_layout()
     return _save(fig, path)
 
 

@@ -23,7 +23,8 @@ CAPTIONS = {
     "curves": "Train (dashed) and held-out (solid) -ELBO per epoch; held-out KL and "
               "reconstruction terms.",
     "gradient-variance": "Gradient variance of each KL estimator at each model's trained "
-                         "weights (same batch, repeated draws of z).",
+                         "weights (same batch, repeated draws of z): whole loss, and KL term "
+                         "alone (zero for the analytic KL).",
     "reconstructions": "Test images, a decoder sample and the decoder mean of their "
                        "reconstructions.",
     "generations": "Decoder sample and mean for z drawn from the prior (same z for every model).",

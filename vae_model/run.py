@@ -113,7 +113,6 @@ def render_figures(checkpoint_dirs: list[str], data_dir: str | None, run: Path,
         name = ModelConfig.from_dict(state["config"]).name
         models[name], histories[name] = model, state["history"]
         if (directory / EVALUATION_FILE).exists():
-            gradient = storage.read_json(directory / EVALUATION_FILE)["gradient_variance"]
-            variances[name] = {e: v["total_variance"] for e, v in gradient.items()}
+            variances[name] = storage.read_json(directory / EVALUATION_FILE)["gradient_variance"]
     return figures.render_all(models, dataset.test_images, dataset.test_labels, histories,
                               variances, run / "figures", seed=seed)
