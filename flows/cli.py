@@ -1,10 +1,12 @@
-"""``vae-pipeline``: run the pipeline, rerun one stage, or serve it on a schedule."""
+"""``vae-pipeline``: run the pipeline, rerun one stage, serve it on a schedule, or sweep a grid."""
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
+from pathlib import Path
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -18,7 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vae-pipeline", description="Train and compare VAEs on Fashion-MNIST under the "
         "analytic and Monte-Carlo KL estimators, orchestrated by Prefect.")
-    verbs = parser.add_subparsers(dest="verb", required=True, metavar="{run,rerun,serve}")
+    verbs = parser.add_subparsers(dest="verb", required=True,
+                                  metavar="{run,rerun,serve,sweep}")
 
     run = verbs.add_parser("run", help="run the whole pipeline once",
                            description="Run the whole pipeline once: verify data, train one "
@@ -41,22 +44,41 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--name", default="nightly", help="deployment name (default: %(default)s)")
     serve.add_argument("--cron", default=DEFAULT_CRON, help="schedule (default: '%(default)s')")
     _add_pipeline_options(serve, with_run_id=False)
+
+    sweep = verbs.add_parser("sweep", help="train and compare a grid of models on Dask",
+                             description="Train every combination of the listed estimators, "
+                             "seeds, latent sizes, architectures and likelihoods on a Dask "
+                             "cluster, and compare them in one report.")
+    _add_pipeline_options(sweep, grid=True)
+    sweep.add_argument("--dask-address", help="scheduler to use, e.g. tcp://10.0.0.5:8786 "
+                       "(default: a local cluster)")
+    sweep.add_argument("--dask-workers", type=int, default=2,
+                       help="local cluster's worker processes (default: %(default)s)")
     return parser
 
 
-def _add_pipeline_options(parser, with_run_id: bool = True) -> None:
+def _add_pipeline_options(parser, with_run_id: bool = True, grid: bool = False) -> None:
     defaults = ModelConfig()
     parser.add_argument("--estimators", nargs="+", choices=ESTIMATORS, default=list(ESTIMATORS),
                         help="KL estimators, one model each (default: both)")
-    parser.add_argument("--architecture", choices=ARCHITECTURES, default=defaults.architecture,
-                        help="mlp: the seed tutorial's MLP; conv: its overview's conv net")
-    parser.add_argument("--likelihood", choices=LIKELIHOODS, default=defaults.likelihood,
-                        help="pixel likelihood p(x|z) (default: %(default)s)")
-    parser.add_argument("--latent-size", type=int, default=defaults.latent_size)
+    parser.add_argument("--likelihoods", nargs="+", choices=LIKELIHOODS,
+                        default=[defaults.likelihood], help="pixel likelihoods p(x|z), one "
+                        "model per estimator each (default: %(default)s)")
+    if grid:
+        parser.add_argument("--architectures", nargs="+", choices=ARCHITECTURES,
+                            default=[defaults.architecture])
+        parser.add_argument("--latent-sizes", nargs="+", type=int,
+                            default=[defaults.latent_size])
+        parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    else:
+        parser.add_argument("--architecture", choices=ARCHITECTURES,
+                            default=defaults.architecture,
+                            help="mlp: the seed tutorial's MLP; conv: its overview's conv net")
+        parser.add_argument("--latent-size", type=int, default=defaults.latent_size)
+        parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--epochs", type=int, default=defaults.epochs)
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--iwae-k", type=int, default=100,
                         help="importance samples per test image for the IWAE bound (default: "
                         "%(default)s; 5000 for paper-grade numbers)")
@@ -75,11 +97,17 @@ def pipeline_parameters(args) -> dict:
     """The flow's parameters, checked with the same rules the pipeline applies, so a mistake
     is one line here rather than a failed flow run."""
     from vae_model import UserInputError
-    from vae_model.run import run_dir
+    from vae_model.run import ensure_writable, run_dir
 
-    for estimator in args.estimators:
-        ModelConfig(estimator, args.architecture, args.likelihood, args.latent_size, args.epochs,
-                    args.batch_size, args.learning_rate, args.seed, args.train_limit).validate()
+    def listed(plural, singular):  # sweep options are lists, run's are single values
+        return getattr(args, plural, None) or [getattr(args, singular)]
+
+    grid = itertools.product(args.estimators, listed("architectures", "architecture"),
+                             args.likelihoods, listed("latent_sizes", "latent_size"),
+                             listed("seeds", "seed"))
+    for estimator, architecture, likelihood, latent_size, seed in grid:
+        ModelConfig(estimator, architecture, likelihood, latent_size, args.epochs,
+                    args.batch_size, args.learning_rate, seed, args.train_limit).validate()
     for name in ("iwae_k", "gradient_draws"):
         least = 2 if name == "gradient_draws" else 1
         if getattr(args, name) < least:
@@ -87,9 +115,10 @@ def pipeline_parameters(args) -> dict:
             raise UserInputError(f"--{flag} must be at least {least}, got {getattr(args, name)}")
     if getattr(args, "run_id", None):
         run_dir(args.artifacts_dir, args.run_id)
-    names = ("estimators", "architecture", "likelihood", "latent_size", "epochs", "batch_size",
-             "learning_rate", "seed", "iwae_k", "gradient_draws", "train_limit", "data_dir",
-             "artifacts_dir", "run_id")
+    ensure_writable(Path(args.artifacts_dir).expanduser())
+    names = ("estimators", "architecture", "architectures", "likelihoods", "latent_size",
+             "latent_sizes", "epochs", "batch_size", "learning_rate", "seed", "seeds", "iwae_k",
+             "gradient_draws", "train_limit", "data_dir", "artifacts_dir", "run_id")
     return {n: getattr(args, n) for n in names if hasattr(args, n)}
 
 
@@ -99,20 +128,28 @@ def main(argv: list[str] | None = None) -> int:
     from vae_model.training import TrainingDiverged
 
     try:
+        # Validate before importing Prefect: a mistake costs a second, not a server start.
+        parameters = pipeline_parameters(args) if args.verb != "rerun" else None
         if args.verb == "run":
             from flows.pipeline import vae_pipeline
-            report = vae_pipeline(**pipeline_parameters(args))
+            report = vae_pipeline(**parameters)
             print(f"report: {report}")
         elif args.verb == "rerun":
-            from flows.rerun import rerun_stage
             from vae_model.run import load_manifest, run_dir
             load_manifest(run_dir(args.artifacts_dir, args.run_id))
+            from flows.rerun import rerun_stage
             report = rerun_stage(args.stage, args.run_id, args.artifacts_dir, args.iwae_k,
                                  args.gradient_draws, args.force)
             print(f"report: {report}")
+        elif args.verb == "sweep":
+            from flows.sweep import dask_runner, vae_sweep
+            if args.dask_workers <= 0:
+                raise UserInputError(f"--dask-workers must be > 0, got {args.dask_workers}")
+            runner = dask_runner(args.dask_address, args.dask_workers)
+            report = vae_sweep.with_options(task_runner=runner)(**parameters)
+            print(f"report: {report}")
         else:
             from flows.pipeline import vae_pipeline
-            parameters = pipeline_parameters(args)
             vae_pipeline.serve(name=args.name, cron=args.cron, parameters=parameters)
     except (UserInputError, TrainingDiverged) as err:
         print(f"vae-pipeline: error: {err}", file=sys.stderr)

@@ -13,6 +13,10 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 # Prefect's database, results and settings for this test session only: never the user's.
 os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="vae-tests-prefect-")
 
+# Prefect binds its console log handler to sys.stderr when first imported; importing it here,
+# before any test captures stderr, keeps that handler off pytest's short-lived capture streams.
+import prefect  # noqa: E402,F401
+
 N_TRAIN, N_TEST = 256, 64
 
 

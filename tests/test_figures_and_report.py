@@ -42,7 +42,7 @@ def test_every_figure_is_a_sensible_png(finished_run):
     for model in ("analytic", "monte_carlo"):
         for kind in ("reconstructions", "generations", "latent", "manifold"):
             assert f"{kind}-{model}.png" in names
-    assert {"curves.png", "gradient-variance.png", "comparison.png"} <= set(names)
+    assert {"curves.png", "gradient-variance.png", "comparison.png", "scores.png"} <= set(names)
     for figure in figures:
         width, height = _png_size(figure)
         assert 400 <= width <= 3000 and 150 <= height <= 3000, (figure, width, height)

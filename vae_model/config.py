@@ -30,7 +30,7 @@ class ModelConfig:
     @property
     def name(self) -> str:
         """Model name used in metrics, files and Prefect task names, e.g. ``analytic`` or
-        ``monte_carlo-conv-cb``: only what differs from the defaults is spelled out."""
+        ``monte_carlo-conv-cb-z8-s1``: only what differs from the defaults is spelled out."""
         parts = [self.estimator]
         if self.architecture != "mlp":
             parts.append(self.architecture)
@@ -38,6 +38,8 @@ class ModelConfig:
             parts.append("cb")
         if self.latent_size != 2:
             parts.append(f"z{self.latent_size}")
+        if self.seed != 0:
+            parts.append(f"s{self.seed}")
         return "-".join(parts)
 
     def validate(self, n_train: int | None = None) -> "ModelConfig":

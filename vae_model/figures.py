@@ -136,12 +136,34 @@ def draw_gradient_variance(variances: dict[str, dict[str, dict]], path: Path) ->
     return _save(fig, path)
 
 
+def draw_scores(heldout: dict[str, dict], path: Path) -> Path:
+    """Held-out -ELBO and IWAE bound per model, one row each, best (lowest) at the top."""
+    names = sorted(heldout, key=lambda n: heldout[n]["neg_elbo"], reverse=True)
+    y = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(names) + 1.8))
+    ax.plot([heldout[n]["neg_elbo"] for n in names], y, "o", label="-ELBO (analytic KL)")
+    ax.plot([heldout[n]["iwae_nll"] for n in names], y, "s",
+            label=f"IWAE-{heldout[names[0]]['iwae_k']} NLL bound")
+    for i, n in enumerate(names):
+        ax.annotate(f"{heldout[n]['neg_elbo']:.2f}", (heldout[n]["neg_elbo"], i),
+                    textcoords="offset points", xytext=(6, 4), fontsize=8)
+    ax.set_yticks(y, names)
+    ax.set_xlabel("nats per test image (lower is better)")
+    ax.set_title("Held-out scores per model")
+    ax.grid(axis="x", alpha=0.3)
+    ax.margins(x=0.1, y=0.15)
+    ax.legend(fontsize=8, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.18))
+    return _save(fig, path)
+
+
 def draw_comparison(originals: np.ndarray, columns: dict[str, dict[str, np.ndarray]],
                     path: Path) -> Path:
     """The seed's comparison in one figure: a column per model with its reconstructions
     (decoder mean) and its generations (decoder mean) of the same inputs and z."""
     n = min(len(originals), 6)
-    fig, axes = plt.subplots(3, len(columns), figsize=(5.2 * len(columns), 3.4), squeeze=False)
+    width = min(5.2, 26.0 / len(columns))  # a sweep's many models stay within one screen
+    fig, axes = plt.subplots(3, len(columns), figsize=(width * len(columns), 3.4 * width / 5.2),
+                             squeeze=False)
     for col, (name, panels) in enumerate(columns.items()):
         for row, (label, images) in enumerate([("test images", originals),
                                                ("reconstruction (mean)", panels["reconstruction"]),
@@ -157,9 +179,10 @@ def draw_comparison(originals: np.ndarray, columns: dict[str, dict[str, np.ndarr
 
 
 def render_all(models: dict, test_images: np.ndarray, test_labels: np.ndarray,
-               histories: dict[str, list[dict]], gradient_variances: dict, figures_dir: Path,
+               histories: dict[str, list[dict]], evaluations: dict[str, dict], figures_dir: Path,
                seed: int = 0) -> list[Path]:
-    """Every figure of a run. ``models`` maps a model name to a trained VAE."""
+    """Every figure of a run. ``models`` maps a model name to a trained VAE; ``evaluations``
+    maps it to its evaluation.json content, where there is one."""
     figures_dir = Path(figures_dir)
     rng = np.random.default_rng(seed)
     picks = rng.choice(len(test_images), N_EXAMPLES, replace=False)
@@ -195,9 +218,12 @@ def render_all(models: dict, test_images: np.ndarray, test_labels: np.ndarray,
                                        f"{name}: decoder mean over the 2-D latent space",
                                        figures_dir / f"manifold-{name}.png"))
     paths.append(draw_curves(histories, figures_dir / "curves.png"))
-    if gradient_variances:
-        paths.append(draw_gradient_variance(gradient_variances,
-                                            figures_dir / "gradient-variance.png"))
+    if evaluations:
+        paths.append(draw_scores({n: e["heldout"] for n, e in evaluations.items()},
+                                 figures_dir / "scores.png"))
+        paths.append(draw_gradient_variance(
+            {n: e["gradient_variance"] for n, e in evaluations.items()},
+            figures_dir / "gradient-variance.png"))
     paths.append(draw_comparison(originals, columns, figures_dir / "comparison.png"))
     return paths
 

@@ -20,6 +20,7 @@ PACKAGES = ("tensorflow", "tensorflow-probability", "tf-keras", "prefect", "nump
             "matplotlib")
 CAPTIONS = {
     "comparison": "The seed's comparison: analytic vs Monte-Carlo KL, same test images and z.",
+    "scores": "Held-out -ELBO and IWAE bound per model (nats per test image, lower is better).",
     "curves": "Train (dashed) and held-out (solid) -ELBO per epoch; held-out KL and "
               "reconstruction terms.",
     "gradient-variance": "Gradient variance of each KL estimator at each model's trained "

@@ -107,12 +107,12 @@ def render_figures(checkpoint_dirs: list[str], data_dir: str | None, run: Path,
     from vae_model import figures  # matplotlib only where figures are drawn
 
     dataset = data.load(data_dir)
-    models, histories, variances = {}, {}, {}
+    models, histories, evaluations = {}, {}, {}
     for directory in map(Path, checkpoint_dirs):
         model, state = training.load_model(directory)
         name = ModelConfig.from_dict(state["config"]).name
         models[name], histories[name] = model, state["history"]
         if (directory / EVALUATION_FILE).exists():
-            variances[name] = storage.read_json(directory / EVALUATION_FILE)["gradient_variance"]
+            evaluations[name] = storage.read_json(directory / EVALUATION_FILE)
     return figures.render_all(models, dataset.test_images, dataset.test_labels, histories,
-                              variances, run / "figures", seed=seed)
+                              evaluations, run / "figures", seed=seed)

@@ -1,0 +1,30 @@
+"""The part every flow shares: train each model, score it, draw, report, publish."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect.runtime import flow_run
+
+from tasks import evaluate_model, publish_results, render_figures, train_model, write_report
+from vae_model.config import ModelConfig
+
+
+def default_run_id() -> str:
+    """Stable across retries of one flow run (so a retry resumes in the same directory), and
+    distinct between scheduled runs."""
+    return f"{flow_run.scheduled_start_time:%Y%m%d-%H%M%S}-{flow_run.name}"
+
+
+def compare_models(models: list[ModelConfig], data: dict, run_path: Path, artifacts_dir: str,
+                   iwae_k: int, gradient_draws: int, seed: int) -> str:
+    """Train the models concurrently (as the flow's task runner allows), evaluate each as soon as
+    it is trained, then figures, report and Prefect artifacts. Returns report.md's path."""
+    trained = [train_model.submit(m.to_dict(), data, str(run_path)) for m in models]
+    evaluated = [evaluate_model.submit(m.name, t, data, iwae_k, gradient_draws, seed)
+                 for m, t in zip(models, trained)]
+    checkpoints, evaluations = [t.result() for t in trained], [e.result() for e in evaluated]
+    figures = render_figures(checkpoints, evaluations, data, str(run_path), seed)
+    report = write_report(str(run_path), checkpoints, evaluations, figures,
+                          dict(flow_run.parameters), data)
+    return publish_results(str(run_path), artifacts_dir, report)

@@ -1,0 +1,107 @@
+"""Interruptions, unwritable outputs, and other faults a scheduled pipeline meets."""
+
+import errno
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from flows.cli import main
+from tests.conftest import synthetic_arrays
+from vae_model import UserInputError, run, storage, training
+from vae_model.config import ModelConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = dict(batch_size=32, epochs=8, seed=1)
+TRAINER = """
+import sys, numpy as np
+from tests.conftest import synthetic_arrays
+from vae_model import training
+from vae_model.config import ModelConfig
+arrays = synthetic_arrays()
+train = np.tile(arrays["train_images"], (20, 1, 1))  # slow enough to be killed mid-run
+training.fit(ModelConfig(**{config}), train, arrays["test_images"], sys.argv[1],
+             steps_per_chunk=20)
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_killed_training_resumes_from_its_last_complete_epoch(tmp_path, sig):
+    process = subprocess.Popen([sys.executable, "-c", TRAINER.format(config=CONFIG),
+                                str(tmp_path)], cwd=ROOT)
+    state = tmp_path / "state.json"
+    deadline = time.monotonic() + 240
+    while not (state.exists() and json.loads(state.read_text())["epoch"] >= 2):
+        assert process.poll() is None, "training ended before it could be interrupted"
+        assert time.monotonic() < deadline, "training never reached epoch 2"
+        time.sleep(0.02)
+    process.send_signal(sig)
+    assert process.wait(timeout=60) != 0
+    killed_at = storage.read_json(state)["epoch"]
+    assert killed_at < CONFIG["epochs"], "the kill came too late to test anything"
+
+    arrays = synthetic_arrays()
+    train = np.tile(arrays["train_images"], (20, 1, 1))
+    resumed = training.fit(ModelConfig(**CONFIG), train, arrays["test_images"], tmp_path)
+    assert resumed.resumed_from_epoch == killed_at
+    assert [h["epoch"] for h in resumed.history] == list(range(1, CONFIG["epochs"] + 1))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch-0008", "state.json"]
+
+
+def test_unwritable_artifacts_dir_is_refused_before_any_work(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    code = main(["run", "--artifacts-dir", str(blocker / "artifacts"), "--epochs", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot write to" in err and err.count("\n") == 1
+
+
+def test_full_disk_is_a_clear_error_and_leaves_no_partial_file(tmp_path, monkeypatch):
+    import os
+
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(os, "fsync", no_space)
+    with pytest.raises(UserInputError, match="No space left on device"):
+        run.ensure_writable(tmp_path / "artifacts")
+    with pytest.raises(OSError):
+        storage.write_text(tmp_path / "metrics.json", "{}")
+    assert not (tmp_path / "metrics.json").exists()
+    assert not list(tmp_path.glob(".metrics.json.*"))
+
+
+def test_an_existing_file_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
+    import os
+    target = storage.write_json(tmp_path / "metrics.json", {"old": True})
+
+    def crash(src, dst):
+        raise KeyboardInterrupt  # as if killed between writing and renaming
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(KeyboardInterrupt):
+        storage.write_json(target, {"new": True})
+    assert storage.read_json(target) == {"old": True}
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_data_dir_that_is_a_file(tmp_path, capsys):
+    path = tmp_path / "file"
+    path.write_text("x")
+    from vae_model import data
+    with pytest.raises(UserInputError, match="does not exist"):
+        data.load(path)
+
+
+def test_a_checkpoint_of_another_configuration_is_not_loaded(tmp_path):
+    arrays = synthetic_arrays()
+    training.fit(ModelConfig(batch_size=32, epochs=1), arrays["train_images"],
+                 arrays["test_images"], tmp_path)
+    state = storage.read_json(tmp_path / "state.json")
+    state["config"]["latent_size"] = 3  # e.g. copied from another run
+    storage.write_json(tmp_path / "state.json", state)
+    with pytest.raises(Exception, match="latent|shape"):
+        training.load_model(tmp_path)
