@@ -2,66 +2,31 @@
 artifacts as the API reports them, the cache on a rerun, and a deployment run by a worker.
 Uses the canonical data (installed by the test command); skipped where it is missing."""
 
-import os
 import re
-import signal
-import socket
 import subprocess
-import sys
-import time
-from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.servers import BIN, ROOT, prefect_server
 from vae_model import UserInputError, data
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 TINY = ["--epochs", "2", "--train-limit", "2048", "--iwae-k", "5", "--gradient-draws", "3"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def require_real_data():
     try:
         data.locate(download=False)
     except UserInputError as err:
         pytest.skip(f"canonical Fashion-MNIST not installed here: {err}")
-    home, port = tmp_path_factory.mktemp("prefect-home"), _free_port()
-    api = f"http://127.0.0.1:{port}/api"
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": api,
-           "PREFECT_UI_API_URL": api, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "DO_NOT_TRACK": "1"}
-    process = subprocess.Popen([BIN / "prefect", "server", "start", "--host", "127.0.0.1",
-                                "--port", str(port)], env=env, cwd=home,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{api}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert process.poll() is None, "prefect server exited during start-up"
-            assert time.monotonic() < deadline, "prefect server did not start in 90 s"
-            time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    require_real_data()
+    with prefect_server(tmp_path_factory.mktemp("prefect-home")) as (api, env):
         yield api, env
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def _cli(env, *args, timeout=600):
@@ -150,3 +115,21 @@ def test_deployment_from_prefect_yaml_runs_on_a_process_worker(server, tmp_path)
     assert len(runs) == 1
     latest = (artifacts / "latest").resolve()
     assert (latest / "manifest.json").exists() and latest.name.endswith(runs[0]["name"])
+
+
+def test_two_runs_started_at_once_write_separate_directories(server, tmp_path):
+    api, env = server
+    artifacts = tmp_path / "artifacts"
+    tiny = ["--epochs", "1", "--train-limit", "1024", "--iwae-k", "2", "--gradient-draws", "2",
+            "--estimators", "analytic"]
+    runs = [subprocess.Popen([BIN / "vae-pipeline", "run", *tiny, "--artifacts-dir",
+                              str(artifacts)], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for process in runs:
+        _, err = process.communicate(timeout=600)
+        assert process.returncode == 0, err[-3000:]
+    directories = sorted((artifacts / "runs").iterdir())
+    assert len(directories) == 2
+    for directory in directories:
+        assert (directory / "manifest.json").exists() and (directory / "metrics.json").exists()
+    assert (artifacts / "latest").resolve() in directories
