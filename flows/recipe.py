@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
 from pathlib import Path
 
+from prefect.context import FlowRunContext
 from prefect.runtime import flow_run
 
 from tasks import evaluate_model, publish_results, render_figures, train_model, write_report
@@ -11,9 +13,12 @@ from vae_model.config import ModelConfig
 
 
 def default_run_id() -> str:
-    """Stable across retries of one flow run (so a retry resumes in the same directory), and
-    distinct between scheduled runs."""
-    return f"{flow_run.scheduled_start_time:%Y%m%d-%H%M%S}-{flow_run.name}"
+    """``<created>-<flow-run name>``: distinct between scheduled runs, and stable across retries
+    of one flow run (a retry reschedules the run but keeps its creation time and name), so a
+    retry resumes in the same directory."""
+    run = FlowRunContext.get().flow_run
+    created = run.created or datetime.datetime.now(datetime.timezone.utc)
+    return f"{created:%Y%m%d-%H%M%S}-{run.name}"
 
 
 def compare_models(models: list[ModelConfig], data: dict, run_path: Path, artifacts_dir: str,

@@ -133,3 +133,36 @@ def test_two_runs_started_at_once_write_separate_directories(server, tmp_path):
     for directory in directories:
         assert (directory / "manifest.json").exists() and (directory / "metrics.json").exists()
     assert (artifacts / "latest").resolve() in directories
+
+
+def test_a_failed_run_retried_resumes_from_the_failed_stage(server, tmp_path):
+    api, env = server
+    artifacts = tmp_path / "artifacts"
+    (artifacts / "latest").mkdir(parents=True)  # publishing 'latest' will fail on this
+    (artifacts / "latest" / "blocker").write_text("x")
+    failed = _cli(env, "run", *TINY, "--estimators", "analytic", "--artifacts-dir",
+                  str(artifacts))
+    assert failed.returncode != 0
+    flow_run = [r for r in _flow_runs(api, "vae-pipeline")
+                if r["parameters"].get("artifacts_dir") == str(artifacts)][0]
+    assert flow_run["state"]["type"] == "FAILED"
+    assert _task_states(api, flow_run["id"])["publish-results"] == "Failed"
+    (run_dir,) = (artifacts / "runs").iterdir()
+
+    (artifacts / "latest" / "blocker").unlink()
+    (artifacts / "latest").rmdir()
+    retried = subprocess.run([BIN / "prefect", "flow-run", "retry", flow_run["id"],
+                              "--entrypoint", "flows/pipeline.py:vae_pipeline"],
+                             env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert retried.returncode == 0, retried.stdout[-3000:] + retried.stderr[-3000:]
+    state = httpx.get(f"{api}/flow_runs/{flow_run['id']}", timeout=30).json()["state"]
+    assert state["type"] == "COMPLETED"
+    assert list((artifacts / "runs").iterdir()) == [run_dir]  # the same directory
+    assert (artifacts / "latest").resolve() == run_dir
+    states = _post(api, "/task_runs/filter", {"flow_runs": {"id": {"any_": [flow_run["id"]]}}})
+    latest_by_name = {}
+    for task_run in sorted(states, key=lambda r: r["expected_start_time"]):
+        latest_by_name[task_run["name"]] = task_run["state"]["name"]
+    for stage in ("train-analytic", "evaluate-analytic", "render-figures", "write-report"):
+        assert latest_by_name[stage] == "Cached", latest_by_name
+    assert latest_by_name["publish-results"] == "Completed"
