@@ -65,6 +65,8 @@ def comparison_table(metrics: dict) -> pd.DataFrame:
             "heldout_reconstruction": m["heldout"]["reconstruction"],
             "iwae_nll": m["heldout"]["iwae_nll"], "iwae_k": m["heldout"]["iwae_k"],
             **{f"grad_var_{e}": v["total_variance"] for e, v in m["gradient_variance"].items()},
+            **{f"kl_grad_var_{e}": v["kl_term_variance"]
+               for e, v in m["gradient_variance"].items()},
             "train_seconds": m["train_seconds"], "images_per_second": m["images_per_second"],
         })
     return pd.DataFrame(rows)
@@ -89,7 +91,7 @@ def write_report(run: Path, checkpoint_dirs: list[str], parameters: dict, data_f
     table = comparison_table(metrics)
     storage.write_json(run / "metrics.json", metrics)
     storage.write_text(run / "comparison.csv", table.to_csv(index=False))
-    figures = [Path(p) for p in figure_paths]
+    figures = sorted(map(Path, figure_paths), key=_figure_order)
     storage.write_text(run / "report.md", _markdown(run.name, parameters, data_facts, table,
                                                     figures, run))
     storage.write_text(run / "report.html", _html(run.name, parameters, data_facts, table,
@@ -134,6 +136,16 @@ def _cell(value) -> str:
     return f"{value:,.2f}" if isinstance(value, float) else str(value)
 
 
+def _figure_order(path: Path) -> tuple:
+    """Run-wide comparisons first (in CAPTIONS order), then each model's figures."""
+    for i, kind in enumerate(CAPTIONS):
+        if path.stem == kind:
+            return (0, i, "")
+        if path.stem.startswith(kind + "-"):
+            return (1, path.stem[len(kind) + 1:], i)  # by model, then by kind
+    return (2, path.stem, 0)
+
+
 def _caption(path: Path) -> str:
     stem = path.stem
     for prefix, caption in CAPTIONS.items():
@@ -143,11 +155,21 @@ def _caption(path: Path) -> str:
     return stem
 
 
+LIKELIHOOD_NOTE = ("Models with different pixel likelihoods are not comparable by these "
+                   "numbers: the continuous Bernoulli is a density on [0, 1] (its -ELBO can be "
+                   "negative), the Bernoulli a probability of binary pixels.")
+
+
+def _notes(table: pd.DataFrame) -> list[str]:
+    return [LIKELIHOOD_NOTE] if table["likelihood"].nunique() > 1 else []
+
+
 def _markdown(run_id, parameters, data_facts, table, figures, run) -> str:
     lines = [f"# VAE run `{run_id}`", "",
              "Held-out scores on the 10,000 Fashion-MNIST test images, in nats per image "
              "(lower is better); every model is scored with the analytic KL.", "",
-             markdown_table(headline_table(table)), "", "## Configuration", ""]
+             markdown_table(headline_table(table)), "", *_notes(table), "", "## Configuration",
+             ""]
     lines += [f"- `{k}`: `{v}`" for k, v in parameters.items()]
     lines += ["", "## Data", "", f"Read from `{data_facts.get('data_dir')}`; SHA-256 of the "
               "decompressed files:", ""]
@@ -164,6 +186,7 @@ def _html(run_id, parameters, data_facts, table, figures, run) -> str:
     body = [f"<h1>VAE run <code>{esc(run_id)}</code></h1>",
             "<p>Held-out scores in nats per image (lower is better).</p>",
             headline_table(table).to_html(index=False, border=0, classes="table"),
+            *[f"<p>{esc(note)}</p>" for note in _notes(table)],
             "<h2>Configuration</h2><ul>"]
     body += [f"<li><code>{esc(k)}</code>: <code>{esc(str(v))}</code></li>"
              for k, v in parameters.items()]
@@ -176,7 +199,8 @@ def _html(run_id, parameters, data_facts, table, figures, run) -> str:
         body += [f"<figure><img src='{esc(rel)}' alt='{esc(path.stem)}' style='max-width:100%'>"
                  f"<figcaption>{esc(_caption(path))}</figcaption></figure>"]
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
-             "table{border-collapse:collapse}td,th{padding:4px 10px;border-bottom:1px solid #ddd}")
+             "table{border-collapse:collapse;font-size:13px}"
+             "td,th{padding:3px 8px;border-bottom:1px solid #ddd}")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>VAE run {esc(run_id)}"
             f"</title><style>{style}</style></head><body>{''.join(body)}</body></html>\n")
 
