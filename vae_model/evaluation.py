@@ -63,8 +63,10 @@ def iwae_nll(model, images: np.ndarray, k: int, seed: int = 0, batch_size: int =
         batch = images[start:start + batch_size]
         log_sum = np.full(len(batch), -np.inf)
         for c, drawn in enumerate(range(0, k, samples_per_call)):
-            seed_c = tf.constant([seed, b * 1_000_003 + c], tf.int32)
-            part = _log_mean_weight_terms(model, batch, min(samples_per_call, k - drawn), seed_c)
+            draw_seed = np.random.default_rng([seed, b, c]).integers(0, 2**31 - 1, 2,
+                                                                      dtype=np.int32)
+            part = _log_mean_weight_terms(model, batch, min(samples_per_call, k - drawn),
+                                          tf.constant(draw_seed))
             log_sum = np.logaddexp(log_sum, part.numpy().astype(np.float64))
         total += float(np.sum(log_sum - math.log(k)))
     return -total / len(images)

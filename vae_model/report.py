@@ -48,6 +48,7 @@ def collect_metrics(checkpoint_dirs: list[str]) -> dict:
             "epochs": len(history), "heldout": evaluation["heldout"],
             "gradient_variance": evaluation["gradient_variance"], "history": history,
             "train_seconds": state["train_seconds"],
+            # the first epoch includes compilation: leave it out where there are others
             "images_per_second": _mean([h["images_per_second"] for h in history[1:]] or
                                        [h["images_per_second"] for h in history]),
             "checkpoint": str(directory),
