@@ -105,9 +105,12 @@ def publish_results(run_dir: str, artifacts_dir: str, report_path: str) -> str:
         f"# VAE run `{run_path.name}`\n\n{report.markdown_table(table)}\n\n"
         f"Report: `{report_path}` (HTML: `{run_path / 'report.html'}`)\n",
         key="vae-run-summary", description=f"Summary of run {run_path.name}")
+    create_link_artifact((run_path / "report.html").resolve().as_uri(), link_text="report.html",
+                         key="vae-report", description=f"Report of run {run_path.name}")
     for figure in sorted((run_path / "figures").glob("*.png")):
         create_link_artifact(figure.resolve().as_uri(), link_text=figure.name,
-                             key=artifact_key("vae-figure", figure.stem))
+                             key=artifact_key("vae-figure", figure.stem),
+                             description=f"{report.caption(figure)} (run {run_path.name})")
     latest = report.mark_latest(artifacts_dir, run_path)
     get_run_logger().info("run complete: %s (latest -> %s)", report_path, latest)
     return report_path

@@ -111,3 +111,10 @@ def test_offline_without_data_says_what_to_do(tmp_path, monkeypatch):
     with pytest.raises(UserInputError, match="apt-get install dataset-fashion-mnist"):
         data.load()
 
+
+
+def test_unreadable_directory_is_refused(tiny_data, monkeypatch):
+    # root reads anything, so the permission check is exercised through os.access
+    monkeypatch.setattr(data.os, "access", lambda path, mode: False)
+    with pytest.raises(UserInputError, match="is not readable"):
+        data.load()

@@ -66,7 +66,7 @@ def test_flow_run_task_runs_artifacts_and_cache_through_the_api(server, tmp_path
     assert set(states.values()) == {"Completed"}
 
     keys = {a["key"] for a in _post(api, "/artifacts/filter") if a["key"]}
-    assert {"vae-run-summary", "vae-estimator-comparison", "train-progress-analytic",
+    assert {"vae-run-summary", "vae-estimator-comparison", "vae-report", "train-progress-analytic",
             "train-progress-monte-carlo", "vae-figure-curves", "vae-figure-comparison"} <= keys
     assert all(re.fullmatch(r"[a-z0-9-]+", k) for k in keys)
     progress = _post(api, "/artifacts/filter", {"artifacts": {"key": {"any_": [

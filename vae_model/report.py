@@ -147,7 +147,7 @@ def _figure_order(path: Path) -> tuple:
     return (2, path.stem, 0)
 
 
-def _caption(path: Path) -> str:
+def caption(path: Path) -> str:
     stem = path.stem
     for prefix, caption in CAPTIONS.items():
         if stem == prefix or stem.startswith(prefix + "-"):
@@ -178,7 +178,7 @@ def _markdown(run_id, parameters, data_facts, table, figures, run) -> str:
     lines += ["", "## Figures", ""]
     for path in figures:
         rel = path.relative_to(run)
-        lines += [f"**{_caption(path)}**", "", f"![{path.stem}]({rel.as_posix()})", ""]
+        lines += [f"**{caption(path)}**", "", f"![{path.stem}]({rel.as_posix()})", ""]
     return "\n".join(lines)
 
 
@@ -198,7 +198,7 @@ def _html(run_id, parameters, data_facts, table, figures, run) -> str:
     for path in figures:
         rel = path.relative_to(run).as_posix()
         body += [f"<figure><img src='{esc(rel)}' alt='{esc(path.stem)}' style='max-width:100%'>"
-                 f"<figcaption>{esc(_caption(path))}</figcaption></figure>"]
+                 f"<figcaption>{esc(caption(path))}</figcaption></figure>"]
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
              "table{border-collapse:collapse;font-size:13px}"
              "td,th{padding:3px 8px;border-bottom:1px solid #ddd}")
