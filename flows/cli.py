@@ -27,6 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Run the whole pipeline once: verify data, train one "
                            "model per estimator, evaluate, draw figures, write the report.")
     _add_pipeline_options(run)
+    run.add_argument("--concurrency", type=int, default=2,
+                     help="models trained at once, in threads (default: %(default)s; 1 trains "
+                     "one after the other)")
 
     rerun = verbs.add_parser("rerun", help="rerun one stage of an existing run",
                              description="Rerun one stage of an existing run directory as its "
@@ -131,8 +134,13 @@ def main(argv: list[str] | None = None) -> int:
         # Validate before importing Prefect: a mistake costs a second, not a server start.
         parameters = pipeline_parameters(args) if args.verb != "rerun" else None
         if args.verb == "run":
+            if args.concurrency <= 0:
+                raise UserInputError(f"--concurrency must be > 0, got {args.concurrency}")
+            from prefect.task_runners import ThreadPoolTaskRunner
+
             from flows.pipeline import vae_pipeline
-            report = vae_pipeline(**parameters)
+            runner = ThreadPoolTaskRunner(max_workers=args.concurrency)
+            report = vae_pipeline.with_options(task_runner=runner)(**parameters)
             print(f"report: {report}")
         elif args.verb == "rerun":
             from vae_model.run import load_manifest, run_dir

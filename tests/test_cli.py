@@ -21,6 +21,7 @@ def test_help_everywhere(argv, capsys):
     (["--gradient-draws", "1"], "--gradient-draws must be at least 2"),
     (["--run-id", "../../etc"], "run id '../../etc' is not allowed"),
     (["--train-limit", "0"], "train_limit must be"),
+    (["--concurrency", "0"], "--concurrency must be > 0"),
 ])
 def test_bad_parameters_get_one_line_and_exit_2(args, message, capsys, tmp_path):
     code = main(["run", "--artifacts-dir", str(tmp_path), *args])
