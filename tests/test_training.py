@@ -141,3 +141,10 @@ def test_bad_settings_are_refused_before_any_work(tmp_path, change, message):
     with pytest.raises(UserInputError, match=message):
         training.fit(ModelConfig(**{**SMALL, **change}), TRAIN, TEST, tmp_path)
     assert not any(tmp_path.iterdir())
+
+
+def test_a_checkpoint_orphaned_between_commit_and_clean_up_is_removed(tmp_path):
+    training.fit(ModelConfig(**SMALL), TRAIN, TEST, tmp_path)
+    (tmp_path / "epoch-0001").mkdir()  # as left by a kill right after committing epoch 2
+    training.fit(ModelConfig(**{**SMALL, "epochs": 3}), TRAIN, TEST, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch-0003", "state.json"]

@@ -144,19 +144,20 @@ def _check_finite(losses: np.ndarray, epoch: int, first_step: int, checkpoint_di
 
 def save(trainer: Trainer, checkpoint_dir: Path, epoch: int, history: list, seconds: float):
     """Write the epoch's checkpoint beside the previous one, then commit it by replacing
-    state.json; only then is the previous epoch's checkpoint removed."""
+    state.json; only then are older checkpoints removed (including any left by a kill between
+    a commit and its clean-up)."""
     name = f"epoch-{epoch:04d}"
     final, staging = checkpoint_dir / name, checkpoint_dir / f".{name}.tmp"
     for stale in (final, staging):  # left by an interrupted save, never committed
         shutil.rmtree(stale, ignore_errors=True)
     trainer.checkpoint().write(str(staging / "ckpt"))
     os.replace(staging, final)
-    previous = _read_state(checkpoint_dir)
     storage.write_json(checkpoint_dir / STATE_FILE, {
         "config": trainer.config.to_dict(), "epoch": epoch, "checkpoint": f"{name}/ckpt",
         "history": history, "train_seconds": seconds})
-    if previous and previous["checkpoint"].split("/")[0] != name:
-        shutil.rmtree(checkpoint_dir / previous["checkpoint"].split("/")[0], ignore_errors=True)
+    for older in checkpoint_dir.glob("epoch-*"):
+        if older.name != name:
+            shutil.rmtree(older, ignore_errors=True)
 
 
 def restore(trainer: Trainer, checkpoint_dir: Path) -> dict:
