@@ -8,6 +8,7 @@ falling back would hide a corrupt cache.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import os
@@ -79,9 +80,19 @@ def load(data_dir: str | os.PathLike | None = None, spec: dict | None = None,
     """Find, verify and read the four files (see the module docstring for the search order)."""
     spec = spec or CANONICAL
     source = locate(data_dir, spec, download)
-    arrays = {key: read_idx(_file_in(source, fs), fs) for key, fs in spec.items()}
+    files = tuple((key, fs, _file_in(source, fs)) for key, fs in spec.items())
+    # Several stages of one run load the same files in one process: verify them once, and
+    # again whenever a file's size or modification time says it may have changed.
+    stamps = tuple((path.stat().st_size, path.stat().st_mtime_ns) for _, _, path in files)
+    return _read_verified(source, files, stamps)
+
+
+@functools.lru_cache(maxsize=2)
+def _read_verified(source: Path, files: tuple, stamps: tuple) -> Dataset:
+    del stamps  # part of the cache key only
+    arrays = {key: read_idx(path, fs) for key, fs, path in files}
     return Dataset(**{k: a for k, (a, _) in arrays.items()}, source=source,
-                   sha256={spec[k].filename: h for k, (_, h) in arrays.items()})
+                   sha256={fs.filename: arrays[key][1] for key, fs, _ in files})
 
 
 def locate(data_dir=None, spec: dict | None = None, download: bool = True) -> Path:
