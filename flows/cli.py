@@ -99,7 +99,7 @@ def _add_pipeline_options(parser, with_run_id: bool = True, grid: bool = False) 
 def pipeline_parameters(args) -> dict:
     """The flow's parameters, checked with the same rules the pipeline applies, so a mistake
     is one line here rather than a failed flow run."""
-    from vae_model import UserInputError
+    from vae_model import UserInputError, data
     from vae_model.run import ensure_writable, run_dir
 
     def listed(plural, singular):  # sweep options are lists, run's are single values
@@ -110,7 +110,8 @@ def pipeline_parameters(args) -> dict:
                              listed("seeds", "seed"))
     for estimator, architecture, likelihood, latent_size, seed in grid:
         ModelConfig(estimator, architecture, likelihood, latent_size, args.epochs,
-                    args.batch_size, args.learning_rate, seed, args.train_limit).validate()
+                    args.batch_size, args.learning_rate, seed, args.train_limit).validate(
+                        data.CANONICAL["train_images"].count)
     for name in ("iwae_k", "gradient_draws"):
         least = 2 if name == "gradient_draws" else 1
         if getattr(args, name) < least:
@@ -119,6 +120,8 @@ def pipeline_parameters(args) -> dict:
     if getattr(args, "run_id", None):
         run_dir(args.artifacts_dir, args.run_id)
     ensure_writable(Path(args.artifacts_dir).expanduser())
+    if args.data_dir:  # the files' presence now; their checksums in the verify-data stage
+        data.locate(args.data_dir, download=False)
     names = ("estimators", "architecture", "architectures", "likelihoods", "latent_size",
              "latent_sizes", "epochs", "batch_size", "learning_rate", "seed", "seeds", "iwae_k",
              "gradient_draws", "train_limit", "data_dir", "artifacts_dir", "run_id")

@@ -12,7 +12,7 @@ from prefect.logging import get_run_logger
 from prefect.runtime import task_run
 
 from tasks.caching import policy
-from vae_model import report, run
+from vae_model import UserInputError, report, run
 from vae_model.config import ModelConfig
 
 TRAINING_MODULES = ("config", "data", "networks", "objectives", "training", "evaluation", "run")
@@ -27,8 +27,13 @@ def artifact_key(*parts: str) -> str:
     return "-".join(parts).lower().replace("_", "-").replace(".", "-")
 
 
+def _not_a_user_error(task, task_run, state) -> bool:
+    """Retry transient failures (a download), never a bad file or path: it would fail again."""
+    return not isinstance(state.result(raise_on_failure=False), UserInputError)
+
+
 @task(name="verify-data", task_run_name="verify-data", retries=2, retry_delay_seconds=5,
-      tags=["data"])
+      retry_condition_fn=_not_a_user_error, tags=["data"])
 def verify_data(data_dir: str | None = None) -> dict:
     """Locate the four Fashion-MNIST files and verify their SHA-256 (never cached: cheap, and
     the files may have changed since the last run)."""

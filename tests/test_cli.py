@@ -22,6 +22,8 @@ def test_help_everywhere(argv, capsys):
     (["--run-id", "../../etc"], "run id '../../etc' is not allowed"),
     (["--train-limit", "0"], "train_limit must be"),
     (["--concurrency", "0"], "--concurrency must be > 0"),
+    (["--batch-size", "100000"], "larger than the 60000 training images"),
+    (["--data-dir", "/nonexistent"], "data directory /nonexistent does not exist"),
 ])
 def test_bad_parameters_get_one_line_and_exit_2(args, message, capsys, tmp_path):
     code = main(["run", "--artifacts-dir", str(tmp_path), *args])

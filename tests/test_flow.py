@@ -71,3 +71,14 @@ def test_bad_parameters_are_rejected_before_the_flow_runs(harness, tiny_data, tm
         with pytest.raises(ParameterTypeError):
             vae_pipeline(**{**TINY, **bad}, artifacts_dir=str(tmp_path))
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_bad_data_dir_fails_verify_data_once_without_retries(harness, tmp_path):
+    state = vae_pipeline(**TINY, data_dir=str(tmp_path / "missing"),
+                         artifacts_dir=str(tmp_path / "artifacts"), return_state=True)
+    assert state.is_failed()
+    with get_client(sync_client=True) as client:
+        (task_run,) = client.read_task_runs(flow_run_filter=FlowRunFilter(
+            id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
+    assert task_run.name == "verify-data" and task_run.run_count == 1
+    assert list((tmp_path / "artifacts" / "runs").glob("*/models")) == []  # nothing trained

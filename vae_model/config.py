@@ -58,9 +58,9 @@ class ModelConfig:
         available = n_train if self.train_limit is None else min(n_train or self.train_limit,
                                                                   self.train_limit)
         if available is not None and self.batch_size > available:
-            raise UserInputError(
-                f"batch_size {self.batch_size} is larger than the {available} training images: "
-                "lower --batch-size or raise --train-limit")
+            fix = "lower --batch-size" + (" or raise --train-limit" if self.train_limit else "")
+            raise UserInputError(f"batch_size {self.batch_size} is larger than the {available} "
+                                 f"training images: {fix}")
         return self
 
     def to_dict(self) -> dict:
