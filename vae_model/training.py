@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ from vae_model.networks import VAE
 from vae_model.objectives import negative_elbo
 
 STATE_FILE = "state.json"
+_SEEDED_BUILD = threading.Lock()
 
 
 class TrainingDiverged(RuntimeError):
@@ -103,8 +105,9 @@ def fit(config: ModelConfig, train_images: np.ndarray, test_images: np.ndarray,
     if config.train_limit:
         train_images = train_images[: config.train_limit]
     checkpoint_dir = Path(checkpoint_dir)
-    keras.utils.set_random_seed(config.seed)  # initial weights
-    trainer = Trainer(config)
+    with _SEEDED_BUILD:  # the seed is global: models built in parallel threads take turns
+        keras.utils.set_random_seed(config.seed)  # initial weights
+        trainer = Trainer(config)
     state = restore(trainer, checkpoint_dir)
     result = TrainResult(trainer.model, state["history"], state["train_seconds"], state["epoch"])
     for epoch in range(state["epoch"] + 1, config.epochs + 1):
