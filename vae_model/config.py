@@ -47,9 +47,9 @@ class ModelConfig:
         _choice("architecture", self.architecture, ARCHITECTURES)
         _choice("likelihood", self.likelihood, LIKELIHOODS)
         for field in ("latent_size", "epochs", "batch_size"):
-            _positive_int(field, getattr(self, field))
+            require_positive_int(field, getattr(self, field))
         if self.train_limit is not None:
-            _positive_int("train_limit", self.train_limit)
+            require_positive_int("train_limit", self.train_limit)
         if not (isinstance(self.learning_rate, (int, float)) and math.isfinite(self.learning_rate)
                 and self.learning_rate > 0):
             raise UserInputError(
@@ -80,6 +80,7 @@ def _choice(field: str, value, choices) -> None:
         raise UserInputError(f"unknown {field} {value!r}: choose one of {', '.join(choices)}")
 
 
-def _positive_int(field: str, value) -> None:
+def require_positive_int(field: str, value) -> None:
+    """Refuse anything but a whole number > 0 (bools too), naming the setting."""
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise UserInputError(f"{field} must be a whole number > 0, got {value!r}")

@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from vae_model import UserInputError
+from vae_model.config import require_positive_int
 from vae_model.objectives import negative_elbo_terms
 
 
@@ -56,8 +57,7 @@ def iwae_nll(model, images: np.ndarray, k: int, seed: int = 0, batch_size: int =
     2016). It is an upper bound on the NLL that tightens as k grows and is never above the
     -ELBO in expectation. Draws are made ``samples_per_call`` at a time and combined with
     logaddexp, so memory stays at batch_size * samples_per_call decoded images for any k."""
-    if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
-        raise UserInputError(f"IWAE k must be a whole number > 0, got {k!r}")
+    require_positive_int("IWAE k", k)
     total = 0.0
     for b, start in enumerate(range(0, len(images), batch_size)):
         batch = images[start:start + batch_size]

@@ -137,23 +137,28 @@ def _cell(value) -> str:
     return f"{value:,.2f}" if isinstance(value, float) else str(value)
 
 
+def _figure_kind(path: Path) -> tuple[int, str, str]:
+    """(position in CAPTIONS, kind, model) for ``<kind>.png`` or ``<kind>-<model>.png``;
+    an unknown figure gets (len(CAPTIONS), stem, "")."""
+    for i, kind in enumerate(CAPTIONS):
+        if path.stem == kind or path.stem.startswith(kind + "-"):
+            return i, kind, path.stem[len(kind) + 1:]
+    return len(CAPTIONS), path.stem, ""
+
+
 def _figure_order(path: Path) -> tuple:
     """Run-wide comparisons first (in CAPTIONS order), then each model's figures."""
-    for i, kind in enumerate(CAPTIONS):
-        if path.stem == kind:
-            return (0, i, "")
-        if path.stem.startswith(kind + "-"):
-            return (1, path.stem[len(kind) + 1:], i)  # by model, then by kind
-    return (2, path.stem, 0)
+    index, kind, model = _figure_kind(path)
+    if index == len(CAPTIONS):
+        return (2, kind, 0)
+    return (1, model, index) if model else (0, index, "")
 
 
 def caption(path: Path) -> str:
-    stem = path.stem
-    for prefix, caption in CAPTIONS.items():
-        if stem == prefix or stem.startswith(prefix + "-"):
-            model = stem[len(prefix) + 1:]
-            return f"{model}: {caption}" if model else caption
-    return stem
+    index, kind, model = _figure_kind(path)
+    if index == len(CAPTIONS):
+        return kind
+    return f"{model}: {CAPTIONS[kind]}" if model else CAPTIONS[kind]
 
 
 LIKELIHOOD_NOTE = ("Models with different pixel likelihoods are not comparable by these "

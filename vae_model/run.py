@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from vae_model import UserInputError, data, evaluation, storage, training
-from vae_model.config import ESTIMATORS, ModelConfig
+from vae_model.config import ESTIMATORS, ModelConfig, require_positive_int
 
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 EVALUATION_FILE = "evaluation.json"
@@ -80,8 +80,7 @@ def evaluate(checkpoint_dir: str | os.PathLike, data_dir: str | None, iwae_k: in
              gradient_draws: int = 100, seed: int = 0) -> Path:
     """Held-out -ELBO (analytic KL for every model), IWAE-k NLL, and the gradient variance of
     both estimators at the trained weights; written to ``evaluation.json`` beside the model."""
-    if isinstance(iwae_k, bool) or not isinstance(iwae_k, int) or iwae_k <= 0:
-        raise UserInputError(f"iwae_k must be a whole number > 0, got {iwae_k!r}")
+    require_positive_int("iwae_k", iwae_k)  # before the model and data are loaded
     checkpoint_dir = Path(checkpoint_dir)
     model, state = training.load_model(checkpoint_dir)
     dataset = data.load(data_dir)
