@@ -39,7 +39,7 @@ def test_small_grid_on_a_local_cluster(tmp_path):
     assert "LocalCluster" in result.stderr + result.stdout
     run = tmp_path / "artifacts" / "runs" / "grid"
     table = pd.read_csv(run / "comparison.csv")
-    assert sorted(table["model"]) == ["analytic", "analytic-s1", "analytic-z3", "analytic-z3-s1"]
+    assert sorted(table["model"]) == ["analytic-s0", "analytic-s1", "analytic-z3-s0", "analytic-z3-s1"]
     assert set(table["latent_size"]) == {2, 3}
     assert storage.read_json(run / "manifest.json")["status"] == "complete"
     assert (run / "figures" / "scores.png").exists()

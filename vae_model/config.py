@@ -29,8 +29,9 @@ class ModelConfig:
 
     @property
     def name(self) -> str:
-        """Model name used in metrics, files and Prefect task names, e.g. ``analytic`` or
-        ``monte_carlo-conv-cb-z8-s1``: only what differs from the defaults is spelled out."""
+        """Model name used in metrics, files and Prefect task names, e.g. ``analytic-s0`` or
+        ``monte_carlo-conv-cb-z8-s1``: estimator and seed always, the rest only where it differs
+        from the defaults."""
         parts = [self.estimator]
         if self.architecture != "mlp":
             parts.append(self.architecture)
@@ -38,9 +39,15 @@ class ModelConfig:
             parts.append("cb")
         if self.latent_size != 2:
             parts.append(f"z{self.latent_size}")
-        if self.seed != 0:
-            parts.append(f"s{self.seed}")
+        parts.append(f"s{self.seed}")
         return "-".join(parts)
+
+    @property
+    def configuration(self) -> dict:
+        """The settings that define a configuration: everything but the estimator and the seed.
+        Models of one configuration differ only in those two, so they are compared pairwise
+        (same seed) and pooled over seeds."""
+        return {k: v for k, v in self.to_dict().items() if k not in ("estimator", "seed")}
 
     def validate(self, n_train: int | None = None) -> "ModelConfig":
         _choice("estimator", self.estimator, ESTIMATORS)

@@ -98,9 +98,11 @@ def epoch_plan(n_images: int, batch_size: int, seed: int, epoch: int):
 
 def fit(config: ModelConfig, train_images: np.ndarray, test_images: np.ndarray,
         checkpoint_dir: str | os.PathLike, steps_per_chunk: int = 250,
-        on_progress: Callable[[Progress], None] | None = None) -> TrainResult:
+        on_progress: Callable[[Progress], None] | None = None,
+        on_epoch: Callable[[dict], None] | None = None) -> TrainResult:
     """Train ``config.epochs`` epochs, resuming from the last complete epoch in
-    ``checkpoint_dir``; after each epoch, score the held-out set and checkpoint atomically."""
+    ``checkpoint_dir``; after each epoch, score the held-out set and checkpoint atomically,
+    then call ``on_epoch`` with that epoch's history entry (e.g. for TensorBoard)."""
     config.validate(len(train_images))
     if config.train_limit:
         train_images = train_images[: config.train_limit]
@@ -134,6 +136,8 @@ def fit(config: ModelConfig, train_images: np.ndarray, test_images: np.ndarray,
                                "train_seconds": train_seconds,
                                "images_per_second": order.size / train_seconds})
         save(trainer, checkpoint_dir, epoch, result.history, result.train_seconds)
+        if on_epoch:
+            on_epoch(result.history[-1])
     return result
 
 
