@@ -4,7 +4,7 @@ form), so a bad value never costs a training."""
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Literal, Optional, TypeVar
 
 from pydantic import AfterValidator, Field
 
@@ -24,6 +24,11 @@ Likelihood = Literal[LIKELIHOODS]
 PositiveInt = Annotated[int, Field(gt=0)]
 LearningRate = Annotated[float, Field(gt=0), AfterValidator(_finite)]
 Draws = Annotated[int, Field(ge=2)]
+Seed = Annotated[int, Field(ge=0)]
+T = TypeVar("T")
+NonEmpty = Annotated[list[T], Field(min_length=1)]  # an axis of the model grid
+
+
 def _no_parent_reference(value: str) -> str:
     if ".." in value:
         raise ValueError("'..' is not allowed in a run id")

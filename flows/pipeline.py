@@ -1,43 +1,44 @@
-"""The pipeline: verify the data, train one model per KL estimator, score each on the held-out
-set, draw the figures, write the report."""
+"""The pipeline: verify the data, train a model per KL estimator and seed (and per configuration
+of a grid), score each on the held-out set, compare the estimators, draw the figures, write the
+report. ``vae_sweep`` is the same recipe on a Dask cluster, for larger grids."""
 
 from __future__ import annotations
 
 from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.runtime import flow_run
 
+from flows.grid import model_grid
 from flows.parameters import (Architecture, Draws, Estimator, LearningRate, Likelihood,
-                              PositiveInt, RunId)
+                              NonEmpty, PositiveInt, RunId, Seed)
 from flows.recipe import compare_models, default_run_id
 from tasks import verify_data
 from vae_model import run
-from vae_model.config import ModelConfig
 
 
 @flow(name="vae-pipeline", task_runner=ThreadPoolTaskRunner(max_workers=2), log_prints=True)
 def vae_pipeline(
-    estimators: list[Estimator] = ["analytic", "monte_carlo"],
-    architecture: Architecture = "mlp",
-    likelihoods: list[Likelihood] = ["bernoulli"],
-    latent_size: PositiveInt = 2,
+    estimators: NonEmpty[Estimator] = ["analytic", "monte_carlo"],
+    seeds: NonEmpty[Seed] = [0, 1, 2],
+    architectures: NonEmpty[Architecture] = ["mlp"],
+    likelihoods: NonEmpty[Likelihood] = ["bernoulli"],
+    latent_sizes: NonEmpty[PositiveInt] = [2],
     epochs: PositiveInt = 10,
     batch_size: PositiveInt = 64,
     learning_rate: LearningRate = 1e-3,
-    seed: int = 0,
     iwae_k: PositiveInt = 100,
     gradient_draws: Draws = 100,
     train_limit: PositiveInt | None = None,
+    all_model_figures: bool = False,
     data_dir: str | None = None,
     artifacts_dir: str = "artifacts",
     run_id: RunId = None,
 ) -> str:
-    """Train the seed notebook's VAE on Fashion-MNIST under each KL estimator (and each pixel
-    likelihood asked for) and compare them on the 10,000 test images; returns the path of the
-    run's report.md."""
+    """Train the seed notebook's VAE on Fashion-MNIST under each KL estimator, for each seed
+    (and each architecture, likelihood and latent size listed), and compare the estimators on
+    the 10,000 test images; returns the path of the run's report.md."""
     run_path = run.ensure_writable(run.run_dir(artifacts_dir, run_id or default_run_id()))
     data = verify_data(data_dir)
-    models = [ModelConfig(estimator, architecture, likelihood, latent_size, epochs, batch_size,
-                          learning_rate, seed, train_limit).validate(data["train_images"])
-              for likelihood in dict.fromkeys(likelihoods)
-              for estimator in dict.fromkeys(estimators)]
-    return compare_models(models, data, run_path, artifacts_dir, iwae_k, gradient_draws, seed)
+    models = model_grid(dict(flow_run.parameters), data["train_images"])
+    return compare_models(models, data, run_path, artifacts_dir, iwae_k, gradient_draws,
+                          all_model_figures)

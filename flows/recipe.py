@@ -1,4 +1,4 @@
-"""The part every flow shares: train each model, score it, draw, report, publish."""
+"""The recipe every flow shares: train each model, score it, draw, report, publish."""
 
 from __future__ import annotations
 
@@ -22,14 +22,17 @@ def default_run_id() -> str:
 
 
 def compare_models(models: list[ModelConfig], data: dict, run_path: Path, artifacts_dir: str,
-                   iwae_k: int, gradient_draws: int, seed: int) -> str:
+                   iwae_k: int, gradient_draws: int, all_model_figures: bool = False) -> str:
     """Train the models concurrently (as the flow's task runner allows), evaluate each as soon as
     it is trained, then figures, report and Prefect artifacts. Returns report.md's path."""
     trained = [train_model.submit(m.to_dict(), data, str(run_path)) for m in models]
-    evaluated = [evaluate_model.submit(m.name, t, data, iwae_k, gradient_draws, seed)
+    evaluated = [evaluate_model.submit(m.name, t, data, iwae_k, gradient_draws)
                  for m, t in zip(models, trained)]
     checkpoints, evaluations = [t.result() for t in trained], [e.result() for e in evaluated]
-    figures = render_figures(checkpoints, evaluations, data, str(run_path), seed)
+    # the same test images and prior draws in every model's figures
+    figure_seed = min(m.seed for m in models)
+    figures = render_figures(checkpoints, evaluations, data, str(run_path), figure_seed,
+                             all_model_figures)
     report = write_report(str(run_path), checkpoints, evaluations, figures,
                           dict(flow_run.parameters), data)
     return publish_results(str(run_path), artifacts_dir, report)

@@ -32,12 +32,12 @@ def rerun_stage(stage: Stage, run_id: str, artifacts_dir: str = "artifacts",
         parameters["iwae_k"] = iwae_k or parameters["iwae_k"]
         parameters["gradient_draws"] = gradient_draws or parameters["gradient_draws"]
         evaluate = evaluate_model.with_options(refresh_cache=force)
-        evaluations = [evaluate(name, c, data, parameters["iwae_k"], parameters["gradient_draws"],
-                                parameters["seed"]) for name, c in manifest["models"].items()]
+        evaluations = [evaluate(name, c, data, parameters["iwae_k"], parameters["gradient_draws"])
+                       for name, c in manifest["models"].items()]
     elif stage == "figures":
         figures = render_figures.with_options(refresh_cache=force)(
-            checkpoints, evaluations, data, str(run_path), parameters["seed"])
+            checkpoints, evaluations, data, str(run_path), min(parameters["seeds"]),
+            parameters.get("all_model_figures", False))
     report = write_report.with_options(refresh_cache=force or stage != "report")(
         str(run_path), checkpoints, evaluations, figures, parameters, data)
     return publish_results(str(run_path), artifacts_dir, report)
-

@@ -68,12 +68,18 @@ def train_model(settings: dict, data_facts: dict, run_dir: str) -> str:
       cache_policy=policy("data", "networks", "objectives", "evaluation", "run", "training"),
       persist_result=True, tags=["evaluation"])
 def evaluate_model(model_name: str, checkpoint_dir: str, data_facts: dict, iwae_k: int,
-                   gradient_draws: int, seed: int) -> str:
-    path = run.evaluate(checkpoint_dir, data_facts["data_dir"], iwae_k, gradient_draws, seed)
+                   gradient_draws: int) -> str:
+    """Score one trained model on the test set (its draws seeded by the model's own seed, so
+    the two estimators' models of one seed see the same random numbers)."""
+    path = run.evaluate(checkpoint_dir, data_facts["data_dir"], iwae_k, gradient_draws)
     heldout = run.storage.read_json(path)["heldout"]
-    get_run_logger().info("held-out -ELBO %.2f (KL %.2f, reconstruction %.2f), IWAE-%d %.2f "
-                          "nats per image", heldout["neg_elbo"], heldout["kl"],
-                          heldout["reconstruction"], iwae_k, heldout["iwae_nll"])
+    reference = (f", reference NLL {heldout['reference_nll']:.2f} "
+                 f"(± {heldout['reference_nll_error']:.3f} numerical)"
+                 if "reference_nll" in heldout else "")
+    get_run_logger().info(
+        "held-out -ELBO %.2f ± %.2f (KL %.2f, reconstruction %.2f), IWAE-%d %.2f%s nats per "
+        "image", heldout["neg_elbo"], heldout["neg_elbo_stderr"], heldout["kl"],
+        heldout["reconstruction"], iwae_k, heldout["iwae_nll"], reference)
     return str(path)
 
 
@@ -81,8 +87,11 @@ def evaluate_model(model_name: str, checkpoint_dir: str, data_facts: dict, iwae_
       cache_policy=policy("figures", "networks", "training", "data", "run"), persist_result=True,
       tags=["figures"])
 def render_figures(checkpoint_dirs: list[str], evaluation_paths: list[str], data_facts: dict,
-                   run_dir: str, seed: int) -> list[str]:
-    paths = run.render_figures(checkpoint_dirs, data_facts["data_dir"], Path(run_dir), seed)
+                   run_dir: str, seed: int, all_models: bool = False) -> list[str]:
+    """The run's figures; per-model image figures for one seed per configuration and estimator
+    unless ``all_models``."""
+    paths = run.render_figures(checkpoint_dirs, data_facts["data_dir"], Path(run_dir), seed,
+                               all_models=all_models)
     get_run_logger().info("%d figures in %s", len(paths), Path(run_dir) / "figures")
     return [str(p) for p in paths]
 

@@ -9,7 +9,7 @@ from flows.pipeline import vae_pipeline
 from flows.rerun import rerun_stage
 from vae_model import storage
 
-TINY = dict(epochs=2, batch_size=32, iwae_k=5, gradient_draws=3)
+TINY = dict(epochs=2, batch_size=32, iwae_k=5, gradient_draws=3, seeds=[0])
 
 
 @pytest.fixture(scope="module")
@@ -32,23 +32,23 @@ def test_pipeline_runs_caches_and_reruns_single_stages(harness, tiny_data, tmp_p
     assert first.is_completed(), first
     run = tmp_path / "artifacts" / "runs" / "t1"
     metrics = storage.read_json(run / "metrics.json")
-    assert set(metrics["models"]) == {"analytic", "monte_carlo"}
+    assert set(metrics["models"]) == {"analytic-s0", "monte_carlo-s0"}
     assert (tmp_path / "artifacts" / "latest").resolve() == run
     states = task_states(first)
-    assert states["train-analytic"] == states["train-monte_carlo"] == "Completed"
-    assert states["evaluate-analytic"] == "Completed"
+    assert states["train-analytic-s0"] == states["train-monte_carlo-s0"] == "Completed"
+    assert states["evaluate-analytic-s0"] == "Completed"
 
     again = vae_pipeline(**TINY, artifacts_dir=root, run_id="t1", return_state=True)
     states = task_states(again)
-    for stage in ("train-analytic", "train-monte_carlo", "evaluate-analytic",
-                  "evaluate-monte_carlo", "render-figures", "write-report"):
+    for stage in ("train-analytic-s0", "train-monte_carlo-s0", "evaluate-analytic-s0",
+                  "evaluate-monte_carlo-s0", "render-figures", "write-report"):
         assert states[stage] == "Cached", (stage, states)
 
     other_k = vae_pipeline(**{**TINY, "iwae_k": 7}, artifacts_dir=root, run_id="t1",
                            return_state=True)
     states = task_states(other_k)
-    assert states["train-analytic"] == "Cached" and states["evaluate-analytic"] == "Completed"
-    assert storage.read_json(run / "metrics.json")["models"]["analytic"]["heldout"]["iwae_k"] == 7
+    assert states["train-analytic-s0"] == "Cached" and states["evaluate-analytic-s0"] == "Completed"
+    assert storage.read_json(run / "metrics.json")["models"]["analytic-s0"]["heldout"]["iwae_k"] == 7
 
     figures_before = (run / "figures" / "curves.png").stat().st_mtime_ns
     cached = rerun_stage("figures", "t1", artifacts_dir=root, return_state=True)
@@ -56,17 +56,18 @@ def test_pipeline_runs_caches_and_reruns_single_stages(harness, tiny_data, tmp_p
     forced = rerun_stage("figures", "t1", artifacts_dir=root, force=True, return_state=True)
     assert task_states(forced)["render-figures"] == "Completed"
     assert (run / "figures" / "curves.png").stat().st_mtime_ns > figures_before
-    assert "train-analytic" not in task_states(forced)
+    assert "train-analytic-s0" not in task_states(forced)
 
     evaluated = rerun_stage("evaluate", "t1", artifacts_dir=root, iwae_k=9, return_state=True)
-    assert task_states(evaluated)["evaluate-analytic"] == "Completed"
-    heldout = storage.read_json(run / "metrics.json")["models"]["monte_carlo"]["heldout"]
+    assert task_states(evaluated)["evaluate-analytic-s0"] == "Completed"
+    heldout = storage.read_json(run / "metrics.json")["models"]["monte_carlo-s0"]["heldout"]
     assert heldout["iwae_k"] == 9
 
 
 def test_bad_parameters_are_rejected_before_the_flow_runs(harness, tiny_data, tmp_path):
     from prefect.exceptions import ParameterTypeError
-    for bad in (dict(estimators=["exact"]), dict(epochs=0), dict(learning_rate=float("nan")),
+    for bad in (dict(estimators=["exact"]), dict(epochs=0), dict(seeds=[]), dict(seeds=[-1]),
+                dict(learning_rate=float("nan")),
                 dict(iwae_k=0), dict(run_id="../../etc")):
         with pytest.raises(ParameterTypeError):
             vae_pipeline(**{**TINY, **bad}, artifacts_dir=str(tmp_path))

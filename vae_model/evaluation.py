@@ -23,22 +23,30 @@ def _compiled(fn):
 
 
 @_compiled
-def _elbo_sums(model, images, seed):
+def _elbo_terms(model, images, seed):
     x = tf.cast(images, tf.float32) / 255.0
-    kl, reconstruction = negative_elbo_terms(model, x, "analytic", seed)
-    return tf.reduce_sum(kl), tf.reduce_sum(reconstruction)
+    return negative_elbo_terms(model, x, "analytic", seed)
+
+
+def heldout_per_image(model, images: np.ndarray, seed: int = 0,
+                      batch_size: int = 2000) -> dict[str, np.ndarray]:
+    """Per image: the single-sample -ELBO and its two terms, KL (analytic) and reconstruction
+    -log p(x|z), as float64 arrays in test-set order (kept so that two models can be compared
+    image by image)."""
+    kl, reconstruction = [], []
+    for i, start in enumerate(range(0, len(images), batch_size)):
+        batch_kl, batch_rec = _elbo_terms(model, images[start:start + batch_size],
+                                          tf.constant([seed, i], tf.int32))
+        kl.append(batch_kl.numpy()), reconstruction.append(batch_rec.numpy())
+    kl = np.concatenate(kl).astype(np.float64)
+    reconstruction = np.concatenate(reconstruction).astype(np.float64)
+    return {"neg_elbo": kl + reconstruction, "kl": kl, "reconstruction": reconstruction}
 
 
 def heldout_terms(model, images: np.ndarray, seed: int = 0, batch_size: int = 2000) -> dict:
-    """Single-sample -ELBO per image, split into KL (analytic) and reconstruction -log p(x|z)."""
-    kl = reconstruction = 0.0
-    for i, start in enumerate(range(0, len(images), batch_size)):
-        batch_kl, batch_rec = _elbo_sums(model, images[start:start + batch_size],
-                                         tf.constant([seed, i], tf.int32))
-        kl, reconstruction = kl + float(batch_kl), reconstruction + float(batch_rec)
-    n = len(images)
-    return {"neg_elbo": (kl + reconstruction) / n, "kl": kl / n,
-            "reconstruction": reconstruction / n}
+    """Mean single-sample -ELBO per image, split into KL (analytic) and reconstruction."""
+    per_image = heldout_per_image(model, images, seed, batch_size)
+    return {name: float(np.mean(values)) for name, values in per_image.items()}
 
 
 @_compiled
@@ -53,12 +61,18 @@ def _log_mean_weight_terms(model, images, n_samples, seed):
 
 def iwae_nll(model, images: np.ndarray, k: int, seed: int = 0, batch_size: int = 500,
              samples_per_call: int = 100) -> float:
-    """IWAE-k estimate of -log p(x) per image: -(logsumexp_k log w_k - log k) (Burda et al.,
-    2016). It is an upper bound on the NLL that tightens as k grows and is never above the
+    """Mean over images of :func:`iwae_per_image`."""
+    return float(np.mean(iwae_per_image(model, images, k, seed, batch_size, samples_per_call)))
+
+
+def iwae_per_image(model, images: np.ndarray, k: int, seed: int = 0, batch_size: int = 500,
+                   samples_per_call: int = 100) -> np.ndarray:
+    """IWAE-k estimate of -log p(x) for each image: -(logsumexp_k log w_k - log k) (Burda et
+    al., 2016). It is an upper bound on the NLL that tightens as k grows and is never above the
     -ELBO in expectation. Draws are made ``samples_per_call`` at a time and combined with
     logaddexp, so memory stays at batch_size * samples_per_call decoded images for any k."""
     require_positive_int("IWAE k", k)
-    total = 0.0
+    per_image = []
     for b, start in enumerate(range(0, len(images), batch_size)):
         batch = images[start:start + batch_size]
         log_sum = np.full(len(batch), -np.inf)
@@ -68,8 +82,8 @@ def iwae_nll(model, images: np.ndarray, k: int, seed: int = 0, batch_size: int =
             part = _log_mean_weight_terms(model, batch, min(samples_per_call, k - drawn),
                                           tf.constant(draw_seed))
             log_sum = np.logaddexp(log_sum, part.numpy().astype(np.float64))
-        total += float(np.sum(log_sum - math.log(k)))
-    return -total / len(images)
+        per_image.append(math.log(k) - log_sum)
+    return np.concatenate(per_image)
 
 
 def _flat_gradient(target, variables, tape):

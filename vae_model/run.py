@@ -14,6 +14,9 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+import pandas as pd
+
 from vae_model import UserInputError, data, evaluation, storage, training
 from vae_model.config import ESTIMATORS, ModelConfig, require_positive_int
 
@@ -67,42 +70,77 @@ def verify_data(data_dir: str | None = None) -> dict:
 def train(config: ModelConfig, data_dir: str | None, run: Path,
           on_progress: Callable[[training.Progress], None] | None = None,
           steps_per_chunk: int = 250) -> Path:
-    """Train (or resume) one model into ``models/<name>``; returns that directory."""
+    """Train (or resume) one model into ``models/<name>``, with TensorBoard summaries there
+    (per-epoch scalars; images after training); returns that directory."""
+    from vae_model.tensorboard import EpochSummaries
+
     dataset = data.load(data_dir)
     config.validate(len(dataset.train_images))
     directory = ensure_writable(model_dir(run, config.name))
-    training.fit(config, dataset.train_images, dataset.test_images, directory,
-                 steps_per_chunk=steps_per_chunk, on_progress=on_progress)
+    with EpochSummaries(directory) as summaries:
+        result = training.fit(config, dataset.train_images, dataset.test_images, directory,
+                              steps_per_chunk=steps_per_chunk, on_progress=on_progress,
+                              on_epoch=summaries)
+        if len(result.history) > result.resumed_from_epoch:  # trained at least one epoch
+            summaries.images(result.model, dataset.test_images, config.seed,
+                             result.history[-1]["epoch"])
     return directory
 
 
+PER_IMAGE_FILE = "per_image.csv"
+
+
 def evaluate(checkpoint_dir: str | os.PathLike, data_dir: str | None, iwae_k: int = 100,
-             gradient_draws: int = 100, seed: int = 0) -> Path:
-    """Held-out -ELBO (analytic KL for every model), IWAE-k NLL, and the gradient variance of
-    both estimators at the trained weights; written to ``evaluation.json`` beside the model."""
+             gradient_draws: int = 100, seed: int | None = None) -> Path:
+    """Held-out -ELBO (analytic KL for every model), IWAE-k NLL, for 2-D latents the reference
+    NLL (numerical integration), each with its standard error over test images, and the
+    gradient variance of both estimators at the trained weights. Writes ``per_image.csv``
+    (one row per test image) and then ``evaluation.json`` beside the model."""
     require_positive_int("iwae_k", iwae_k)  # before the model and data are loaded
     checkpoint_dir = Path(checkpoint_dir)
     model, state = training.load_model(checkpoint_dir)
+    seed = state["config"]["seed"] if seed is None else seed
     dataset = data.load(data_dir)
-    timings = {}
-    started = time.perf_counter()
-    heldout = evaluation.heldout_terms(model, dataset.test_images, seed=seed)
-    timings["heldout_seconds"] = time.perf_counter() - started
-    started = time.perf_counter()
-    heldout["iwae_nll"] = evaluation.iwae_nll(model, dataset.test_images, iwae_k, seed=seed)
+    images, timings = dataset.test_images, {}
+
+    def timed(name, fn, *args, **kwargs):
+        started = time.perf_counter()
+        value = fn(*args, **kwargs)
+        timings[f"{name}_seconds"] = time.perf_counter() - started
+        return value
+
+    per_image = {"index": np.arange(len(images))}
+    terms = timed("heldout", evaluation.heldout_per_image, model, images, seed=seed)
+    per_image.update(neg_elbo=terms["neg_elbo"], kl=terms["kl"],
+                     reconstruction=terms["reconstruction"])
+    per_image["iwae_nll"] = timed("iwae", evaluation.iwae_per_image, model, images, iwae_k,
+                                  seed=seed)
+    heldout = {}
+    if model.latent_size == 2:
+        from vae_model import reference
+        ref = timed("reference", reference.reference_nll, model, images)
+        per_image["reference_nll"] = ref["per_image"]
+        heldout["reference_method"] = ref["method"]
+        # the numerical error of the mean: per-image errors can share a sign, so add them up
+        heldout["reference_nll_error"] = float(np.mean(np.abs(ref["error"])))
+    for name, values in per_image.items():
+        if name != "index":
+            heldout[name] = float(np.mean(values))
+            heldout[f"{name}_stderr"] = float(np.std(values, ddof=1) / np.sqrt(len(values)))
     heldout["iwae_k"] = iwae_k
-    timings["iwae_seconds"] = time.perf_counter() - started
-    started = time.perf_counter()
+    heldout["n_images"] = len(images)
     batch = dataset.train_images[: state["config"]["batch_size"]]
-    variance = {name: evaluation.gradient_variance(model, batch, name, gradient_draws, seed)
-                for name in ESTIMATORS}
-    timings["gradient_variance_seconds"] = time.perf_counter() - started
+    variance = timed("gradient_variance", lambda: {
+        name: evaluation.gradient_variance(model, batch, name, gradient_draws, seed)
+        for name in ESTIMATORS})
+    storage.write_text(checkpoint_dir / PER_IMAGE_FILE,
+                       pd.DataFrame(per_image).to_csv(index=False, float_format="%.6f"))
     return storage.write_json(checkpoint_dir / EVALUATION_FILE, {
         "heldout": heldout, "gradient_variance": variance, "timings": timings})
 
 
 def render_figures(checkpoint_dirs: list[str], data_dir: str | None, run: Path,
-                   seed: int = 0) -> list[Path]:
+                   seed: int = 0, all_models: bool = False) -> list[Path]:
     from vae_model import figures  # matplotlib only where figures are drawn
 
     dataset = data.load(data_dir)
