@@ -25,7 +25,7 @@ def test_tiny_flow_on_a_postgres_backed_server(tmp_path):
         with prefect_server(home, {"PREFECT_API_DATABASE_CONNECTION_URL": url}) as (api, env):
             result = subprocess.run(
                 [BIN / "vae-pipeline", "run", "--epochs", "1", "--train-limit", "1024",
-                 "--iwae-k", "2", "--gradient-draws", "2", "--run-id", "pg",
+                 "--iwae-k", "2", "--gradient-draws", "2", "--seeds", "0", "--run-id", "pg",
                  "--artifacts-dir", str(tmp_path / "artifacts")],
                 env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
             assert result.returncode == 0, result.stderr[-3000:]

@@ -12,7 +12,8 @@ from tests.servers import BIN, ROOT, prefect_server
 from vae_model import UserInputError, data
 
 pytestmark = pytest.mark.integration
-TINY = ["--epochs", "2", "--train-limit", "2048", "--iwae-k", "5", "--gradient-draws", "3"]
+TINY = ["--epochs", "2", "--train-limit", "2048", "--iwae-k", "5", "--gradient-draws", "3",
+        "--seeds", "0"]
 
 
 def require_real_data():
@@ -60,17 +61,17 @@ def test_flow_run_task_runs_artifacts_and_cache_through_the_api(server, tmp_path
     (flow_run,) = _flow_runs(api, "vae-pipeline")
     assert flow_run["state"]["type"] == "COMPLETED"
     states = _task_states(api, flow_run["id"])
-    stages = ["verify-data", "train-analytic", "train-monte_carlo", "evaluate-analytic",
-              "evaluate-monte_carlo", "render-figures", "write-report", "publish-results"]
+    stages = ["verify-data", "train-analytic-s0", "train-monte_carlo-s0", "evaluate-analytic-s0",
+              "evaluate-monte_carlo-s0", "render-figures", "write-report", "publish-results"]
     assert sorted(states) == sorted(stages)
     assert set(states.values()) == {"Completed"}
 
     keys = {a["key"] for a in _post(api, "/artifacts/filter") if a["key"]}
-    assert {"vae-run-summary", "vae-estimator-comparison", "vae-report", "train-progress-analytic",
-            "train-progress-monte-carlo", "vae-figure-curves", "vae-figure-comparison"} <= keys
+    assert {"vae-run-summary", "vae-estimator-comparison", "vae-report", "train-progress-analytic-s0",
+            "train-progress-monte-carlo-s0", "vae-figure-curves", "vae-figure-comparison"} <= keys
     assert all(re.fullmatch(r"[a-z0-9-]+", k) for k in keys)
     progress = _post(api, "/artifacts/filter", {"artifacts": {"key": {"any_": [
-        "train-progress-analytic"]}}})
+        "train-progress-analytic-s0"]}}})
     assert progress[0]["data"] == 100.0
 
     again = _cli(env, "run", *TINY, "--run-id", "srv", "--artifacts-dir", artifacts)
@@ -105,6 +106,7 @@ def test_deployment_from_prefect_yaml_runs_on_a_process_worker(server, tmp_path)
     assert deployment["name"] == "nightly" and deployment["schedules"][0]["schedule"]["cron"]
     started = run("deployment", "run", "vae-pipeline/nightly", "-p", "epochs=1",
                   "-p", "train_limit=1024", "-p", "iwae_k=3", "-p", "gradient_draws=2",
+                  "-p", "seeds=[0]",
                   "-p", f"artifacts_dir={artifacts}")
     assert started.returncode == 0, started.stdout + started.stderr
     worker = run("worker", "start", "--pool", "vae-process", "--run-once")
@@ -121,7 +123,7 @@ def test_two_runs_started_at_once_write_separate_directories(server, tmp_path):
     api, env = server
     artifacts = tmp_path / "artifacts"
     tiny = ["--epochs", "1", "--train-limit", "1024", "--iwae-k", "2", "--gradient-draws", "2",
-            "--estimators", "analytic"]
+            "--estimators", "analytic", "--seeds", "0"]
     runs = [subprocess.Popen([BIN / "vae-pipeline", "run", *tiny, "--artifacts-dir",
                               str(artifacts)], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
@@ -163,6 +165,6 @@ def test_a_failed_run_retried_resumes_from_the_failed_stage(server, tmp_path):
     latest_by_name = {}
     for task_run in sorted(states, key=lambda r: r["expected_start_time"]):
         latest_by_name[task_run["name"]] = task_run["state"]["name"]
-    for stage in ("train-analytic", "evaluate-analytic", "render-figures", "write-report"):
+    for stage in ("train-analytic-s0", "evaluate-analytic-s0", "render-figures", "write-report"):
         assert latest_by_name[stage] == "Cached", latest_by_name
     assert latest_by_name["publish-results"] == "Completed"
