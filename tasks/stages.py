@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect import task
-from prefect.artifacts import (create_link_artifact, create_markdown_artifact,
+from prefect.artifacts import (create_markdown_artifact,
                                create_progress_artifact, create_table_artifact,
                                update_progress_artifact)
 from prefect.logging import get_run_logger
@@ -108,23 +108,32 @@ def write_report(run_dir: str, checkpoint_dirs: list[str], evaluation_paths: lis
 
 @task(name="publish-results", task_run_name="publish-results", tags=["report"])
 def publish_results(run_dir: str, artifacts_dir: str, report_path: str) -> str:
-    """Prefect artifacts with stable keys (so versions accumulate across scheduled runs), and
-    ``artifacts/latest`` pointing at this run. Not cached: each flow run publishes its own."""
+    """``artifacts/latest`` -> this run, ``artifacts/index.html``, and Prefect artifacts with
+    stable keys (versions accumulate across scheduled runs): ``vae-report`` (the report with
+    its figures inline), ``vae-run-summary`` (verdict and per-estimator table),
+    ``vae-estimator-comparison`` (table) and ``vae-history`` (this configuration's series).
+    Not cached: each flow run publishes its own."""
+    from tasks import publish
+
     run_path = Path(run_dir)
-    metrics = run.storage.read_json(run_path / "metrics.json")
-    table = report.headline_table(report.comparison_table(metrics))
-    create_table_artifact(table.to_dict(orient="records"), key="vae-estimator-comparison",
-                          description=f"Held-out scores (nats per image), run {run_path.name}")
-    create_markdown_artifact(
-        f"# VAE run `{run_path.name}`\n\n{report.markdown_table(table)}\n\n"
-        f"Report: `{report_path}` (HTML: `{run_path / 'report.html'}`)\n",
-        key="vae-run-summary", description=f"Summary of run {run_path.name}")
-    create_link_artifact((run_path / "report.html").resolve().as_uri(), link_text="report.html",
-                         key="vae-report", description=f"Report of run {run_path.name}")
-    for figure in sorted((run_path / "figures").glob("*.png")):
-        create_link_artifact(figure.resolve().as_uri(), link_text=figure.name,
-                             key=artifact_key("vae-figure", figure.stem),
-                             description=f"{report.caption(figure)} (run {run_path.name})")
     latest = report.mark_latest(artifacts_dir, run_path)
-    get_run_logger().info("run complete: %s (latest -> %s)", report_path, latest)
+    content = publish.build(run_path, artifacts_dir)
+    name = run_path.name
+    create_markdown_artifact(content["report"], key="vae-report",
+                             description=f"Report of run {name}, figures inline")
+    create_markdown_artifact(content["summary"], key="vae-run-summary",
+                             description=f"Verdict and per-estimator summary, run {name}")
+    create_table_artifact(content["table"], key="vae-estimator-comparison",
+                          description=f"Held-out scores per estimator over seeds, run {name}")
+    create_markdown_artifact(content["history"], key="vae-history",
+                             description=f"Runs of this configuration up to {name}")
+    flagged = [r["id"] for r in content["series"][-1:]
+               if any(c["flag"] == "regression" for m in r.get("changes", {}).values()
+                      for c in m.values())]
+    logger = get_run_logger()
+    if flagged:
+        logger.warning("held-out scores moved beyond the seed noise since the previous run of "
+                       "this configuration: see the vae-history artifact")
+    logger.info("run complete: %s (latest -> %s; all runs: %s)", report_path, latest,
+                content["index"])
     return report_path

@@ -67,8 +67,9 @@ def test_flow_run_task_runs_artifacts_and_cache_through_the_api(server, tmp_path
     assert set(states.values()) == {"Completed"}
 
     keys = {a["key"] for a in _post(api, "/artifacts/filter") if a["key"]}
-    assert {"vae-run-summary", "vae-estimator-comparison", "vae-report", "train-progress-analytic-s0",
-            "train-progress-monte-carlo-s0", "vae-figure-curves", "vae-figure-comparison"} <= keys
+    assert {"vae-run-summary", "vae-estimator-comparison", "vae-report", "vae-history",
+            "train-progress-analytic-s0", "train-progress-monte-carlo-s0"} <= keys
+    assert not any(k.startswith("vae-figure-") for k in keys)  # figures are inline in vae-report
     assert all(re.fullmatch(r"[a-z0-9-]+", k) for k in keys)
     progress = _post(api, "/artifacts/filter", {"artifacts": {"key": {"any_": [
         "train-progress-analytic-s0"]}}})

@@ -1,0 +1,193 @@
+"""What a run shows in the Prefect UI: its report as a markdown artifact with the figures inline
+(downscaled PNG previews as data: URIs; a browser does not open file:// links from the UI's
+page), a table of the per-estimator summary, and the ``vae-history`` series with its trend
+figure. Artifact keys are stable, so each scheduled run adds a version.
+
+What one run stores in Prefect's database stays under ``RUN_BUDGET`` bytes: the previews are
+shrunk until the report fits its share. Full-size PNGs stay in ``figures/`` and report.html.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from pathlib import Path
+
+import pandas as pd
+from PIL import Image
+
+from vae_model import history, registry, report, storage
+
+RUN_BUDGET = 1_500_000  # bytes of artifact data per run, all artifacts together
+HISTORY_BUDGET = 200_000
+TABLE_BUDGET = 50_000
+REPORT_BUDGET = RUN_BUDGET - HISTORY_BUDGET - TABLE_BUDGET
+PREVIEW_WIDTHS = (900, 720, 560, 420, 320)  # px, tried in turn until the report fits
+ESTIMATOR_NAMES = history.ESTIMATOR_NAMES
+
+
+def png_preview(path: str | Path, max_width: int, colours: int = 64) -> bytes:
+    """The PNG at most ``max_width`` px wide, on white, in a palette of ``colours`` (figures
+    are mostly flat colours: a palette PNG is a fraction of the size at the same look)."""
+    with Image.open(path) as image:
+        image.load()
+        rgba = image.convert("RGBA")
+    flat = Image.new("RGB", rgba.size, "white")
+    flat.paste(rgba, mask=rgba.getchannel("A"))
+    if flat.width > max_width:
+        flat = flat.resize((max_width, round(flat.height * max_width / flat.width)),
+                           Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    flat.quantize(colours, method=Image.Quantize.MEDIANCUT).save(buffer, "PNG", optimize=True)
+    return buffer.getvalue()
+
+
+def data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _cell(value, column: str) -> str:
+    if isinstance(value, (int,)) and not isinstance(value, bool):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "–"
+        if "images/s" in column.lower() or "per second" in column.lower():
+            return f"{value:,.0f}"
+        if value != 0 and abs(value) < 0.01:
+            return f"{value:.1e}"
+        return f"{value:,.2f}"
+    return "–" if value is None else str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    columns = [str(c) for c in frame.columns]
+    lines = ["| " + " | ".join(c.replace("|", "\\|") for c in columns) + " |",
+             "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(v, c) for v, c in zip(row, columns)) + " |"
+              for row in frame.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def _fallback_tables(metrics: dict) -> list[tuple[str, pd.DataFrame]]:
+    """Per-estimator summary over seeds, then one row per model, human column names (used
+    until :func:`vae_model.report.summary_tables` exists)."""
+    k = next((m["heldout"].get("iwae_k") for m in metrics["models"].values()), "K")
+    summary = []
+    for estimator, scores in registry.headline(metrics).items():
+        summary.append({"Estimator": ESTIMATOR_NAMES.get(estimator, estimator),
+                        "Seeds": scores["neg_elbo"]["n"],
+                        "Held-out −ELBO (nats)": history._mean_std(scores["neg_elbo"]),
+                        f"IWAE-{k} NLL (nats)": history._mean_std(scores["iwae_nll"])})
+    models = []
+    for name, m in metrics["models"].items():
+        heldout = m["heldout"]
+        models.append({"Model": name, "Held-out −ELBO (nats)": heldout["neg_elbo"],
+                       "KL (nats)": heldout["kl"],
+                       "Reconstruction (nats)": heldout["reconstruction"],
+                       f"IWAE-{heldout.get('iwae_k', k)} NLL (nats)": heldout["iwae_nll"],
+                       "Training (s)": m.get("train_seconds"),
+                       "Images/s": m.get("images_per_second")})
+    return [("Per estimator: mean ± std over seeds", pd.DataFrame(summary)),
+            ("Per model", pd.DataFrame(models))]
+
+
+def summary_tables(metrics: dict) -> list[tuple[str, pd.DataFrame]]:
+    if hasattr(report, "summary_tables"):
+        return report.summary_tables(metrics)
+    return _fallback_tables(metrics)
+
+
+def verdict(metrics: dict) -> str | None:
+    return (metrics.get("comparison") or {}).get("verdict")
+
+
+def _figure_order(path: Path):
+    order = getattr(report, "figure_order", None) or getattr(report, "_figure_order", None)
+    return order(path) if order else (0, path.name)
+
+
+def _caption(path: Path) -> str:
+    try:
+        return report.caption(path)
+    except Exception:  # a figure the report does not know: its file name says enough
+        return path.stem
+
+
+def report_markdown(run: Path, metrics: dict, budget: int = REPORT_BUDGET) -> str:
+    """Verdict, tables, then every figure inline, previews shrunk until the whole fits
+    ``budget`` bytes (figures that do not fit even at the smallest width are left out, and
+    the text says so)."""
+    head = [f"# VAE run `{run.name}`", ""]
+    if verdict(metrics):
+        head += [f"**Verdict:** {verdict(metrics)}", ""]
+    head += ["Held-out scores on the Fashion-MNIST test images, nats per image (lower is "
+             "better); every model is scored with the analytic KL.", ""]
+    for title, frame in summary_tables(metrics):
+        head += [f"### {title}", "", markdown_table(frame), ""]
+    tail = ["", f"Full-size figures and the full report: `{run / 'report.html'}` on the machine "
+            "that ran the pipeline."]
+    figures = sorted((run / "figures").glob("*.png"), key=_figure_order)
+    text_size = len("\n".join(head + tail).encode())
+    for width in PREVIEW_WIDTHS:
+        blocks, size, left_out = [], text_size, []
+        for path in figures:
+            caption = _caption(path).replace("[", "(").replace("]", ")")
+            block = f"**{caption}**\n\n![{path.stem}]({data_uri(png_preview(path, width))})\n"
+            if size + len(block.encode()) > budget:
+                left_out.append(path.name)
+                continue
+            blocks.append(block)
+            size += len(block.encode())
+        if not left_out:
+            break
+    body = ["## Figures", ""] + blocks
+    if left_out:
+        body += [f"Left out to keep the artifact under {budget / 1000:,.0f} kB: "
+                 + ", ".join(left_out) + " (in report.html)."]
+    return "\n".join(head + body + tail)
+
+
+def history_markdown(chosen: list[dict], configuration: str, figure: bytes) -> str:
+    rule = (f"A run is flagged when a per-estimator mean moves by more than max({history.MIN_CHANGE:g}"
+            f" nat, {history.SEED_STDS:g} × the seed std) from the previous complete run of this "
+            "configuration; seeds are fixed, so such a move is a change in code, packages or "
+            "machine, not seed noise.")
+    lines = [f"# Runs of configuration `{configuration}`", "",
+             f"The last {len(chosen)} complete run(s), newest first in the table. {rule}", "",
+             f"![Trend of held-out scores]({data_uri(figure)})", "",
+             markdown_table(history.table(chosen))]
+    return "\n".join(lines)
+
+
+def summary_records(metrics: dict) -> list[dict]:
+    """The per-estimator summary (mean ± std over seeds) as records for a table artifact."""
+    tables = summary_tables(metrics)
+    title, frame = next((t for t in tables if t[0].startswith("Per estimator")), tables[0])
+    return [{str(k): _cell(v, str(k)) for k, v in row.items()}
+            for row in frame.to_dict(orient="records")]
+
+
+def build(run: Path, artifacts_root: str, last: int = 20) -> dict:
+    """Everything to publish for ``run`` (a complete run directory): the markdown and table
+    artifacts' content, and index.html written. Returns {"report", "summary", "table",
+    "history", "series", "index"}."""
+    run = Path(run)
+    metrics = storage.read_json(run / "metrics.json")
+    manifest = storage.read_json(run / "manifest.json")
+    provenance = history.record_provenance(run, manifest.get("parameters") or {})
+    entries = history.runs(artifacts_root, complete=run.name)
+    chosen = history.series(entries, provenance["configuration"], last=last)
+    title, frame = summary_tables(metrics)[0]
+    summary = [f"# VAE run `{run.name}`", ""] + (
+        [f"**Verdict:** {verdict(metrics)}", ""] if verdict(metrics) else []) + [
+        f"### {title}", "", markdown_table(frame), "",
+        "Figures and every model: the `vae-report` artifact; on disk "
+        f"`{run / 'report.html'}`."]
+    return {"report": report_markdown(run, metrics), "summary": "\n".join(summary),
+            "table": summary_records(metrics),
+            "history": history_markdown(chosen, provenance["configuration"],
+                                        history.trend_figure(chosen)),
+            "series": chosen,
+            "index": history.write_index(artifacts_root, entries)}
