@@ -105,3 +105,15 @@ def test_a_checkpoint_of_another_configuration_is_not_loaded(tmp_path):
     storage.write_json(tmp_path / "state.json", state)
     with pytest.raises(Exception, match="latent|shape"):
         training.load_model(tmp_path)
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600)])
+def test_written_files_get_the_mode_the_umask_gives(tmp_path, umask, mode):
+    """Not mkstemp's private 0600: a colleague or a web server must be able to read a report."""
+    import os
+    target = tmp_path / "sub" / "report.html"
+    code = "import sys; from vae_model import storage; storage.write_text(sys.argv[1], 'x')"
+    subprocess.run([sys.executable, "-c", code, str(target)], cwd=ROOT, check=True,
+                   preexec_fn=lambda: os.umask(umask))
+    assert target.stat().st_mode & 0o777 == mode
+    assert target.parent.stat().st_mode & 0o777 == 0o777 & ~umask
