@@ -1,238 +1,273 @@
-"""Figures of a run, one function each; headless (Agg) matplotlib, PNG files.
+"""The run's figures: does the KL estimator matter, per configuration?
 
-Functions take plain arrays (``draw_*``) so they are cheap to test; :func:`render_all` computes
-those arrays from trained models so that every model sees the same test images and the same z.
+Every figure is small multiples with one facet per configuration (every setting but estimator
+and seed; see :mod:`vae_model.facets`), the estimator as colour (the same two colours in every
+figure) and the seeds as a band or as points. A facet holds one configuration, so one likelihood:
+numbers that are not comparable never share an axis. Facets wrap into rows and onto further
+pages (``curves-page2.png``...), so a figure stays within the size caps of
+:mod:`vae_model.figure_layout` for any grid; one configuration is simply the one-facet case.
+
+``records`` maps a model name to {"estimator", "seed", "configuration", "history"[,
+"heldout", "gradient_variance"]} (metrics.json's per-model entries). Images of trained models
+(reconstructions, ...) are drawn by :mod:`vae_model.model_figures`.
 """
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-import tensorflow_probability as tfp  # noqa: E402
+from vae_model import facets, statistics
+from vae_model.figure_layout import (DPI, MAX_HEIGHT_PX, MAX_WIDTH_PX, MIN_WIDTH_IN,  # noqa: F401
+                                     estimator_colour, estimator_legend, facet_grid, label_bottom,
+                                     page_path,
+                                     pages, plt, rows_per_page, save, tag)
 
-from vae_model import storage  # noqa: E402
-from vae_model.data import CLASS_NAMES  # noqa: E402
-
-DPI = 110
-N_EXAMPLES = 10
-ESTIMATOR_LABELS = {"analytic": "analytic KL", "monte_carlo": "Monte-Carlo KL"}
-
-
-def _save(fig, path: Path) -> Path:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
-    plt.close(fig)
-    return storage.write_bytes(path, buffer.getvalue())
+MAX_COLS = 4
+PANELS = {"curves": (3.4, 2.6), "scores": (3.4, 2.8), "gradient-variance": (3.4, 2.8)}
+FOREST_ROW_IN, FOREST_ROWS_PER_PAGE = 0.45, 24
+SEED_STYLE = {"marker": "o", "ms": 4, "mfc": "none", "ls": "none", "alpha": 0.8}
 
 
-def _image_rows(axes_row, images, label):
-    for ax, image in zip(axes_row, images):
-        ax.imshow(image, cmap="binary", vmin=0.0, vmax=1.0)
-        ax.set_xticks([]), ax.set_yticks([])
-    axes_row[0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=10)
+def _estimators(groups) -> list[str]:
+    return facets.estimator_order(e for g in groups for e in g["models"])
 
 
-def draw_image_grid(rows: dict[str, np.ndarray], title: str, path: Path) -> Path:
-    """Rows of 28x28 images in [0, 1], each row labelled on the left."""
-    n_cols = max(len(images) for images in rows.values())
-    fig, axes = plt.subplots(len(rows), n_cols, figsize=(1.2 * n_cols + 1.6, 1.3 * len(rows) + 0.6),
-                             squeeze=False)
-    for axes_row, (label, images) in zip(axes, rows.items()):
-        _image_rows(axes_row, images, label)
-    fig.suptitle(title, fontsize=12)
-    return _save(fig, path)
+def _by_epoch(histories: list[list[dict]], field: str) -> tuple[np.ndarray, np.ndarray]:
+    """(epochs, values[seed, epoch]) with NaN where a seed lacks an epoch."""
+    epochs = sorted({h["epoch"] for history in histories for h in history})
+    values = np.full((len(histories), len(epochs)), np.nan)
+    for i, history in enumerate(histories):
+        for h in history:
+            values[i, epochs.index(h["epoch"])] = h.get(field, np.nan)
+    return np.asarray(epochs), values
 
 
-def draw_manifold(images: np.ndarray, quantiles: np.ndarray, title: str, path: Path) -> Path:
-    """A (n, n, 28, 28) grid of decoded images laid out as one picture, z axes labelled."""
-    n = images.shape[0]
-    canvas = images.transpose(0, 2, 1, 3).reshape(n * 28, n * 28)
-    fig, ax = plt.subplots(figsize=(7.5, 7.5))
-    ax.imshow(canvas, cmap="binary", vmin=0.0, vmax=1.0,
-              extent=(quantiles[0], quantiles[-1], quantiles[0], quantiles[-1]))
-    ax.set_xlabel("z[0] (standard-normal quantiles)")
-    ax.set_ylabel("z[1]")
-    ax.set_title(title)
-    return _save(fig, path)
-
-
-def draw_latent_scatter(means: np.ndarray, labels: np.ndarray, title: str, path: Path) -> Path:
-    """Posterior means of test images (first two latent dimensions), coloured by class."""
-    fig, ax = plt.subplots(figsize=(8, 6.5))
-    colours = plt.get_cmap("tab10")
-    for c, name in enumerate(CLASS_NAMES):
-        points = means[labels == c]
-        ax.scatter(points[:, 0], points[:, 1], s=2, alpha=0.5, color=colours(c), label=name,
-                   rasterized=True)
-    ax.set_xlabel("E[z[0] | x]")
-    ax.set_ylabel("E[z[1] | x]")
-    ax.set_title(title)
-    ax.legend(markerscale=5, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    return _save(fig, path)
-
-
-def draw_curves(histories: dict[str, list[dict]], path: Path) -> Path:
-    """Left: train and held-out -ELBO per epoch for every model; right: its two terms."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
-    colours = plt.get_cmap("tab10")
-    for i, (name, history) in enumerate(histories.items()):
-        epochs = [h["epoch"] for h in history]
-        left.plot(epochs, [h["train_neg_elbo"] for h in history], "--", color=colours(i),
-                  label=f"{name} train")
-        left.plot(epochs, [h["heldout_neg_elbo"] for h in history], "-o", ms=3, color=colours(i),
-                  label=f"{name} held-out")
-        right.plot(epochs, [h["heldout_reconstruction"] for h in history], "-o", ms=3,
-                   color=colours(i), label=f"{name} reconstruction")
-    kl_axis = right.twinx()
-    for i, (name, history) in enumerate(histories.items()):
-        kl_axis.plot([h["epoch"] for h in history], [h["heldout_kl"] for h in history], ":s",
-                     ms=3, color=colours(i), label=f"{name} KL")
-    left.set(xlabel="epoch", ylabel="-ELBO (nats per image)", title="Training curves")
-    right.set(xlabel="epoch", ylabel="reconstruction -log p(x|z) (nats)",
-              title="Held-out terms (solid: reconstruction, dotted: KL)")
-    kl_axis.set_ylabel("KL(q(z|x) || p(z)) (nats)")
-    left.legend(fontsize=8)
-    lines = right.get_legend_handles_labels()
-    kl_lines = kl_axis.get_legend_handles_labels()
-    right.legend(lines[0] + kl_lines[0], lines[1] + kl_lines[1], fontsize=8, ncol=2,
-                 loc="upper center", bbox_to_anchor=(0.5, -0.14))
-    for ax in (left, right):
-        ax.grid(alpha=0.3)
+def curves_figure(groups: list[dict], records: dict) -> plt.Figure:
+    """Per facet: held-out -ELBO per epoch, the mean over seeds with the range over seeds as a
+    band, and train -ELBO (mean over seeds) dashed."""
+    fig, axes = facet_grid(len(groups), PANELS["curves"], MAX_COLS)
+    for ax, group in zip(axes, groups):
+        for estimator, names in group["models"].items():
+            colour, histories = estimator_colour(estimator), [records[n]["history"] for n in names]
+            epochs, heldout = _by_epoch(histories, "heldout_neg_elbo")
+            _, train = _by_epoch(histories, "train_neg_elbo")
+            tag(ax.plot(epochs, np.nanmean(train, 0), "--", color=colour, lw=1), group["likelihood"])
+            tag(ax.plot(epochs, np.nanmean(heldout, 0), "-o", color=colour, ms=3, lw=1.6),
+                group["likelihood"])
+            if len(names) > 1 and len(epochs) > 1:
+                tag(ax.fill_between(epochs, np.nanmin(heldout, 0), np.nanmax(heldout, 0),
+                                    color=colour, alpha=0.2, lw=0), group["likelihood"])
+            elif len(names) > 1:  # one epoch: the band is a vertical range
+                tag(ax.vlines(epochs, np.nanmin(heldout, 0), np.nanmax(heldout, 0), color=colour,
+                              alpha=0.5, lw=5), group["likelihood"])
+        ax.set_title(group["title"])
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.tight_layout()
-    return _save(fig, path)
+    label_bottom(axes, "epoch")
+    fig.supylabel("−ELBO (nats per image)")
+    fig.suptitle("Training curves: mean over seeds, band: range over seeds")
+    estimator_legend(fig, _estimators(groups), [
+        Line2D([], [], color="grey", marker="o", ms=3, label="held-out"),
+        Line2D([], [], color="grey", ls="--", lw=1, label="train")])
+    return fig
 
 
-def draw_gradient_variance(variances: dict[str, dict[str, dict]], path: Path) -> Path:
-    """Grouped bars: at each model's weights, the gradient variance under each estimator, of
-    the whole loss (left) and of its KL term alone (right, where the estimators differ)."""
-    models = list(variances)
-    estimators = sorted({e for v in variances.values() for e in v})
-    fig, axes = plt.subplots(1, 2, figsize=(2.4 * len(models) + 7, 4.5))
-    width = 0.8 / max(len(estimators), 1)
-    panels = [("total_variance", "whole -ELBO"), ("kl_term_variance", "KL term only")]
-    for ax, (field, title) in zip(axes, panels):
-        for j, estimator in enumerate(estimators):
-            values = [variances[m].get(estimator, {}).get(field, np.nan) for m in models]
-            bars = ax.bar(np.arange(len(models)) + j * width, values, width,
-                          label=ESTIMATOR_LABELS.get(estimator, estimator))
-            ax.bar_label(bars, fmt="%.3g", fontsize=8)
-        ax.set_xticks(np.arange(len(models)) + width * (len(estimators) - 1) / 2,
-                      [f"weights of\n{m}" for m in models])
-        ax.set_ylabel("trace of gradient covariance")
-        ax.set_title(f"Gradient variance: {title}")
-        ax.legend(fontsize=8)
-        ax.grid(axis="y", alpha=0.3)
-    fig.suptitle("Over repeated draws of z, same batch, fixed weights", fontsize=11)
-    fig.tight_layout()
-    return _save(fig, path)
+def _score_metrics(heldouts: list[dict]) -> list[tuple[str, str]]:
+    metrics = [("neg_elbo", "−ELBO")]
+    if heldouts and all(h.get("iwae_nll") is not None for h in heldouts):
+        metrics.append(("iwae_nll", f"IWAE-{heldouts[0].get('iwae_k', 'K')}"))
+    if heldouts and all(h.get("reference_nll") is not None for h in heldouts):
+        metrics.append(("reference_nll", "reference NLL"))
+    return metrics
 
 
-def draw_scores(heldout: dict[str, dict], path: Path) -> Path:
-    """Held-out -ELBO and IWAE bound per model, one row each, best (lowest) at the top."""
-    names = sorted(heldout, key=lambda n: heldout[n]["neg_elbo"], reverse=True)
-    y = np.arange(len(names))
-    fig, ax = plt.subplots(figsize=(8, 0.45 * len(names) + 1.8))
-    ax.plot([heldout[n]["neg_elbo"] for n in names], y, "o", label="-ELBO (analytic KL)")
-    ax.plot([heldout[n]["iwae_nll"] for n in names], y, "s",
-            label=f"IWAE-{heldout[names[0]]['iwae_k']} NLL bound")
-    for i, n in enumerate(names):
-        ax.annotate(f"{heldout[n]['neg_elbo']:.2f}", (heldout[n]["neg_elbo"], i),
-                    textcoords="offset points", xytext=(6, 4), fontsize=8)
-    ax.set_yticks(y, names)
-    ax.set_xlabel("nats per test image (lower is better)")
-    ax.set_title("Held-out scores per model")
-    ax.grid(axis="x", alpha=0.3)
-    ax.margins(x=0.1, y=0.15)
-    ax.legend(fontsize=8, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.18))
-    return _save(fig, path)
+def _spread(n: int, width: float = 0.1) -> np.ndarray:
+    """Small horizontal offsets so that a facet's seeds do not hide each other."""
+    return np.linspace(-width / 2, width / 2, n) if n > 1 else np.zeros(1)
 
 
-def draw_comparison(originals: np.ndarray, columns: dict[str, dict[str, np.ndarray]],
-                    path: Path) -> Path:
-    """The seed's comparison in one figure: a column per model with its reconstructions
-    (decoder mean) and its generations (decoder mean) of the same inputs and z."""
-    n = min(len(originals), 6)
-    width = min(5.2, 26.0 / len(columns))  # a sweep's many models stay within one screen
-    fig, axes = plt.subplots(3, len(columns), figsize=(width * len(columns), 3.4 * width / 5.2),
-                             squeeze=False)
-    for col, (name, panels) in enumerate(columns.items()):
-        for row, (label, images) in enumerate([("test images", originals),
-                                               ("reconstruction (mean)", panels["reconstruction"]),
-                                               ("generation (mean)", panels["generation"])]):
-            ax = axes[row, col]
-            ax.imshow(np.concatenate(list(images[:n]), axis=1), cmap="binary", vmin=0, vmax=1)
-            ax.set_xticks([]), ax.set_yticks([])
-            if col == 0:
-                ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
-        axes[0, col].set_title(name, fontsize=11)
-    fig.suptitle("Analytic vs Monte-Carlo KL: same test images, same prior draws", fontsize=12)
-    return _save(fig, path)
+def scores_figure(groups: list[dict], records: dict) -> plt.Figure:
+    """Per facet: every seed's held-out score (hollow) and each estimator's mean with its 95%
+    t-interval over seeds, for -ELBO, IWAE-K and (2-D latents) the reference NLL."""
+    fig, axes = facet_grid(len(groups), PANELS["scores"], MAX_COLS)
+    for ax, group in zip(axes, groups):
+        evaluated = {e: [n for n in names if records[n].get("heldout")]
+                     for e, names in group["models"].items()}
+        metrics = _score_metrics([records[n]["heldout"] for ns in evaluated.values() for n in ns])
+        offsets = _spread(len(evaluated), 0.5) if len(evaluated) > 1 else [0.0]
+        for offset, (estimator, names) in zip(offsets, evaluated.items()):
+            colour = estimator_colour(estimator)
+            for i, (metric, _) in enumerate(metrics):
+                values = [records[n]["heldout"][metric] for n in names]
+                if not values:  # this estimator's models are not evaluated
+                    continue
+                x = i + offset
+                tag(ax.plot(x + _spread(len(values)) - 0.12, values, color=colour, **SEED_STYLE),
+                    group["likelihood"])
+                mean, ci95 = statistics.t_interval(values)
+                error = None if ci95 is None else [[mean - ci95[0]], [ci95[1] - mean]]
+                tag(ax.errorbar([x + 0.05], [mean], yerr=error, fmt="D", color=colour, ms=5,
+                                capsize=3, lw=1.5), group["likelihood"])
+        ax.set_xticks(range(len(metrics)), [label for _, label in metrics])
+        ax.set_xlim(-0.6, len(metrics) - 0.4)
+        ax.grid(axis="x", visible=False)
+        ax.set_title(group["title"])
+        if not metrics or not any(evaluated.values()):
+            ax.text(0.5, 0.5, "not evaluated", transform=ax.transAxes, ha="center")
+    fig.supylabel("nats per test image (lower is better)")
+    fig.suptitle("Held-out scores: seeds (hollow), mean and 95% interval")
+    estimator_legend(fig, _estimators(groups))
+    return fig
 
 
-def render_all(models: dict, test_images: np.ndarray, test_labels: np.ndarray,
-               histories: dict[str, list[dict]], evaluations: dict[str, dict], figures_dir: Path,
-               seed: int = 0) -> list[Path]:
-    """Every figure of a run. ``models`` maps a model name to a trained VAE; ``evaluations``
-    maps it to its evaluation.json content, where there is one."""
+def _pair(group: dict, records: dict, metric: str):
+    """Per seed both estimators have: first estimator minus second (analytic - Monte-Carlo)."""
+    if len(group["models"]) < 2:
+        return []
+    (a, names_a), (b, names_b) = list(group["models"].items())[:2]
+    by_seed_b = {records[n]["seed"]: n for n in names_b if records[n].get("heldout")}
+    return [records[n]["heldout"][metric] - records[by_seed_b[records[n]["seed"]]]["heldout"][metric]
+            for n in names_a if records[n].get("heldout") and records[n]["seed"] in by_seed_b]
+
+
+def _short_outcome(differences: list[float], ci95) -> str:
+    if len(differences) < 2 or ci95 is None:
+        return f"{len(differences)} seed: no interval" if differences else "no pair"
+    return "first better" if ci95[1] < 0 else "second better" if ci95[0] > 0 else "no difference"
+
+
+def differences_figure(groups: list[dict], records: dict) -> plt.Figure:
+    """A forest plot, one panel per likelihood: per configuration, the paired difference of
+    held-out -ELBO (and IWAE-K) between the two estimators, each seed and the mean with its
+    95% t-interval over seeds; the verdict beside each row."""
+    likelihoods = list(dict.fromkeys(g["likelihood"] for g in groups))
+    a, b = _estimators(groups)[:2]
+    rows = max(sum(g["likelihood"] == lik for g in groups) for lik in likelihoods)
+    width = min(max(MIN_WIDTH_IN, 5.6 * len(likelihoods)), MAX_WIDTH_PX / DPI)
+    fig, axes = plt.subplots(1, len(likelihoods), squeeze=False, layout="constrained",
+                             figsize=(width, FOREST_ROW_IN * rows + 1.9))
+    names = {"first better": f"{facets.estimator_label(a)} better",
+             "second better": f"{facets.estimator_label(b)} better"}
+    for ax, likelihood in zip(axes[0], likelihoods):
+        members = [g for g in groups if g["likelihood"] == likelihood]
+        for y, group in enumerate(members):
+            for metric, shift, style in (("neg_elbo", 0.0, "D"), ("iwae_nll", -0.28, "s")):
+                differences = _pair(group, records, metric)
+                if not differences:
+                    continue
+                mean, ci95 = statistics.t_interval(differences)
+                colour = "black" if metric == "neg_elbo" else "grey"
+                tag(ax.plot(differences, [y + shift] * len(differences), color=colour, ms=3,
+                            **{k: v for k, v in SEED_STYLE.items() if k != "ms"}), likelihood)
+                error = None if ci95 is None else [[mean - ci95[0]], [ci95[1] - mean]]
+                tag(ax.errorbar([mean], [y + shift], xerr=error, fmt=style, color=colour, ms=6,
+                                capsize=3, mfc=colour if metric == "neg_elbo" else "white"),
+                    likelihood)
+                if metric == "neg_elbo":
+                    outcome = _short_outcome(differences, ci95)
+                    ax.annotate(names.get(outcome, outcome), (1, y), xycoords=("axes fraction",
+                                "data"), xytext=(6, 0), textcoords="offset points", va="center")
+        ax.axvline(0, color="black", lw=0.8)
+        ax.set_yticks(range(len(members)), [facets.title(g["configuration"], [
+            k for k in g["varying"] if k != "likelihood"] or ["architecture", "latent_size"])
+            for g in members])
+        ax.set_ylim(len(members) - 0.5, -0.6)
+        ax.grid(axis="y", visible=False)
+        ax.set_title(facets.LIKELIHOOD_LABELS.get(likelihood, likelihood))
+    for ax in axes[0]:
+        ax.set_xlabel(f"{facets.estimator_label(a)} − {facets.estimator_label(b)}, nats per "
+                      f"image (< 0: {facets.estimator_label(a)} better)")
+    fig.suptitle("Paired difference (same seed): seeds, mean and 95% interval")
+    handles = [Line2D([], [], color="black", marker="D", ls="none", label="held-out −ELBO"),
+               Line2D([], [], color="grey", marker="s", mfc="white", ls="none", label="IWAE-K"),
+               Line2D([], [], color="black", marker="o", mfc="none", ls="none", ms=3,
+                      label="one seed")]
+    fig.legend(handles=handles, loc="outside lower center", ncol=3, frameon=False)
+    return fig
+
+
+def gradient_variance_figure(groups: list[dict], records: dict) -> plt.Figure:
+    """Per facet: at every model's trained weights, the gradient variance (trace of its
+    covariance over draws of z) under each estimator, of the whole loss and of the KL term
+    alone. Log scale; a variance that is zero up to rounding is drawn on the floor as ▼."""
+    fig, axes = facet_grid(len(groups), PANELS["gradient-variance"], MAX_COLS)
+    estimators = _estimators(groups)
+    fields = [("total_variance", "whole −ELBO"), ("kl_term_variance", "KL term")]
+    for ax, group in zip(axes, groups):
+        variances = [records[n]["gradient_variance"] for ns in group["models"].values()
+                     for n in ns if records[n].get("gradient_variance")]
+        values = [v[e][f] for v in variances for e in estimators if e in v for f, _ in fields]
+        top = max(values, default=1.0)
+        real = [v for v in values if v > top * 1e-10]  # below: zero up to float64 rounding
+        floor = min(real, default=top) / 10
+        for offset, estimator in zip(_spread(len(estimators), 0.4), estimators):
+            colour = estimator_colour(estimator)
+            for i, (field, _) in enumerate(fields):
+                ys = np.array([v[estimator][field] for v in variances if estimator in v])
+                if not len(ys):
+                    continue
+                zero = ys <= top * 1e-10
+                xs = i + offset + _spread(len(ys))
+                tag(ax.plot(xs[~zero], ys[~zero], color=colour, **SEED_STYLE), group["likelihood"])
+                if zero.any():
+                    tag(ax.plot(xs[zero], [floor] * zero.sum(), "v", color=colour, ms=5),
+                        group["likelihood"])
+                    ax.annotate("0", (i + offset, floor), xytext=(0, 6), textcoords="offset points",
+                                ha="center", color=colour)
+        ax.set_yscale("log")
+        ax.set_xticks(range(len(fields)), [label for _, label in fields])
+        ax.set_xlim(-0.6, len(fields) - 0.4)
+        ax.grid(axis="x", visible=False)
+        ax.set_title(group["title"])
+    fig.supylabel("gradient variance (trace of covariance)")
+    fig.suptitle("Gradient variance over draws of z, at each model's weights")
+    estimator_legend(fig, estimators)
+    return fig
+
+
+FIGURES = {"curves": curves_figure, "scores": scores_figure, "differences": differences_figure,
+           "gradient-variance": gradient_variance_figure}
+
+
+def _needs(kind: str, records: dict) -> bool:
+    if kind == "scores":
+        return any(r.get("heldout") for r in records.values())
+    if kind == "differences":
+        return any(r.get("heldout") for r in records.values()) and len(
+            {r["estimator"] for r in records.values()}) > 1
+    if kind == "gradient-variance":
+        return any(r.get("gradient_variance") for r in records.values())
+    return True
+
+
+def build(kind: str, records: dict) -> list[plt.Figure]:
+    """The pages of one figure kind, not saved (for tests and notebooks)."""
+    if not records or not _needs(kind, records):
+        return []
+    groups = facets.group(records)
+    per_page = (FOREST_ROWS_PER_PAGE if kind == "differences"
+                else MAX_COLS * rows_per_page(PANELS[kind][1]))
+    return [FIGURES[kind](page, records) for page in pages(groups, per_page)]
+
+
+def render_all(records: dict, figures_dir: Path, load_model=None, test_images=None,
+               test_labels=None, seed: int = 0, all_models: bool = False) -> list[Path]:
+    """Every figure of a run into ``figures_dir``; returns their paths. With ``load_model``
+    (name -> trained VAE) and the test set, also the image figures of
+    :mod:`vae_model.model_figures`: for the lowest seed of each configuration and estimator, or,
+    with ``all_models``, also one set per model. PNGs left in ``figures_dir`` by an earlier
+    render that this one did not draw are removed, so the directory matches the report."""
     figures_dir = Path(figures_dir)
-    rng = np.random.default_rng(seed)
-    picks = rng.choice(len(test_images), N_EXAMPLES, replace=False)
-    originals = test_images[picks].astype(np.float32) / 255.0
-    paths, columns = [], {}
-    for name, model in models.items():
-        latent = model.latent_size
-        z_prior = tf.constant(rng_normal(seed, (N_EXAMPLES, latent)))
-        q = model.encode(originals)
-        z_post = q.sample(seed=tf.constant([seed, 1]))
-        recon, generated = model.decode(z_post), model.decode(z_prior)
-        rows_recon = {"test image": originals,
-                      "reconstruction\n(sample)": recon.sample(seed=tf.constant([seed, 2])).numpy(),
-                      "reconstruction\n(mean)": recon.mean().numpy()}
-        paths.append(draw_image_grid(rows_recon, f"{name}: test images and reconstructions",
-                                     figures_dir / f"reconstructions-{name}.png"))
-        rows_gen = {"prior sample\n(sample)": generated.sample(seed=tf.constant([seed, 3])).numpy(),
-                    "prior sample\n(mean)": generated.mean().numpy()}
-        paths.append(draw_image_grid(rows_gen, f"{name}: generations from z ~ N(0, I)",
-                                     figures_dir / f"generations-{name}.png"))
-        columns[name] = {"reconstruction": rows_recon["reconstruction\n(mean)"],
-                         "generation": rows_gen["prior sample\n(mean)"]}
-        means = _posterior_means(model, test_images)
-        paths.append(draw_latent_scatter(means, test_labels,
-                                         f"{name}: test-set posterior means by class",
-                                         figures_dir / f"latent-{name}.png"))
-        if latent == 2:
-            quantiles = np.linspace(0.05, 0.95, 20)
-            z_values = tfp.distributions.Normal(0.0, 1.0).quantile(quantiles).numpy()
-            grid = np.stack(np.meshgrid(z_values, z_values[::-1]), -1).reshape(-1, 2)
-            decoded = model.decode(tf.constant(grid, tf.float32)).mean().numpy()
-            paths.append(draw_manifold(decoded.reshape(20, 20, 28, 28), z_values,
-                                       f"{name}: decoder mean over the 2-D latent space",
-                                       figures_dir / f"manifold-{name}.png"))
-    paths.append(draw_curves(histories, figures_dir / "curves.png"))
-    if evaluations:
-        paths.append(draw_scores({n: e["heldout"] for n, e in evaluations.items()},
-                                 figures_dir / "scores.png"))
-        paths.append(draw_gradient_variance(
-            {n: e["gradient_variance"] for n, e in evaluations.items()},
-            figures_dir / "gradient-variance.png"))
-    paths.append(draw_comparison(originals, columns, figures_dir / "comparison.png"))
+    paths = [save(fig, page_path(figures_dir, kind, i))
+             for kind in FIGURES for i, fig in enumerate(build(kind, records))]
+    if load_model is not None and test_images is not None:
+        from vae_model import model_figures  # TensorFlow only where models are drawn
+
+        paths += model_figures.render(records, load_model, test_images, test_labels,
+                                      figures_dir, seed=seed, all_models=all_models)
+    for stale in set(figures_dir.glob("*.png")) - set(paths):
+        stale.unlink()
     return paths
-
-
-def rng_normal(seed: int, shape) -> np.ndarray:
-    """The same prior draws for every model of a run."""
-    return np.random.default_rng([seed, 11]).standard_normal(shape).astype(np.float32)
-
-
-def _posterior_means(model, images: np.ndarray, batch_size: int = 5000) -> np.ndarray:
-    return np.concatenate([model.encode(images[i:i + batch_size].astype(np.float32) / 255.0)
-                           .mean().numpy() for i in range(0, len(images), batch_size)])

@@ -1,49 +1,76 @@
 """The run's readable and machine-readable results: metrics.json, comparison.csv, report.md,
-report.html, and manifest.json, written last, whose ``status: complete`` marks a finished run."""
+report.html, and manifest.json, written last, whose ``status: complete`` marks a finished run.
+
+The report answers one question per configuration (every setting but estimator and seed): does
+the KL estimator matter? It opens with the verdict and one table, a row per configuration; then
+the per-estimator summaries over seeds, each seed's paired difference, every model, the
+settings, the data and the figures. Its size grows with the number of configurations and models
+by a few table rows each, never by figures (see :mod:`vae_model.figures`).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import html
 import importlib.metadata
+import math
 import os
 import platform
 from pathlib import Path
 
 import pandas as pd
 
-from vae_model import storage
+from vae_model import facets, statistics, storage
 from vae_model.config import ModelConfig
-from vae_model.run import EVALUATION_FILE
+from vae_model.report_tables import fmt, model_records, summary_tables, verdict_sentences
+from vae_model.run import EVALUATION_FILE, PER_IMAGE_FILE
+
+__all__ = ["collect_metrics", "comparison_table", "summary_tables", "write_report", "caption",
+           "figure_order", "mark_latest", "markdown_table", "headline_table"]
 
 PACKAGES = ("tensorflow", "tensorflow-probability", "tf-keras", "prefect", "numpy", "pandas",
             "matplotlib")
+IMAGE_SEEDS = "the lowest seed of each configuration and estimator (named in each panel)"
 CAPTIONS = {
-    "comparison": "The seed's comparison: analytic vs Monte-Carlo KL, same test images and z.",
-    "scores": "Held-out -ELBO and IWAE bound per model (nats per test image, lower is better).",
-    "curves": "Train (dashed) and held-out (solid) -ELBO per epoch; held-out KL and "
-              "reconstruction terms.",
-    "gradient-variance": "Gradient variance of each KL estimator at each model's trained "
-                         "weights (same batch, repeated draws of z): whole loss, and KL term "
-                         "alone (zero for the analytic KL).",
-    "reconstructions": "Test images, a decoder sample and the decoder mean of their "
-                       "reconstructions.",
-    "generations": "Decoder sample and mean for z drawn from the prior (same z for every model).",
-    "manifold": "Decoder mean over a grid of z through the standard-normal inverse CDF.",
-    "latent": "Posterior means of the 10,000 test images, coloured by class.",
+    "curves": "Training curves per configuration: held-out −ELBO (solid, mean over seeds, band: "
+              "range over seeds) and train −ELBO (dashed) per epoch.",
+    "scores": "Held-out −ELBO, IWAE-K and (2-D latents) reference NLL per configuration: every "
+              "seed (hollow) and each estimator's mean with its 95% t-interval over seeds.",
+    "differences": "Paired difference between the estimators (same seed), one panel per "
+                   "likelihood: every seed, the mean and its 95% t-interval, and the verdict.",
+    "gradient-variance": "Gradient variance over draws of z at every model's weights (same "
+                         "batch), whole loss and KL term alone, under each estimator (log "
+                         "scale; ▼ = zero up to rounding, as for the analytic KL term).",
+    "reconstructions": "Reconstructions of the same test images (decoder mean and a sample), "
+                       "both estimators side by side per configuration; models: {seeds}.",
+    "generations": "Decoder mean and a sample for the same z ~ N(0, I), both estimators per "
+                   "configuration; models: {seeds}.",
+    "latent": "Posterior means of the test images by class (first two latent dimensions); "
+              "models: {seeds}.",
+    "manifold": "Decoder mean over a grid of z through the standard-normal inverse CDF (2-D "
+                "latents); models: {seeds}.",
 }
+LIKELIHOOD_NOTE = ("Models with different pixel likelihoods are not comparable by these "
+                   "numbers: the continuous Bernoulli is a density on [0, 1] (its −ELBO can be "
+                   "negative), the Bernoulli a probability of binary pixels.")
+UNITS = ("Held-out scores on the Fashion-MNIST test images, nats per image (lower is better); "
+         "every model is scored with the analytic KL. Per estimator: mean ± std over seeds. "
+         "Δ: the paired difference (same seed), with its 95% Student-t interval over seeds.")
 
 
 def collect_metrics(checkpoint_dirs: list[str]) -> dict:
-    """metrics.json's content: per model, its settings, held-out scores and history."""
-    models = {}
+    """metrics.json's content: per model, its settings, held-out scores and history, and the
+    estimator comparison per configuration (:func:`vae_model.statistics.compare`, with each
+    seed's per-image standard error where per_image.csv exists)."""
+    models, per_image = {}, {}
     for directory in map(Path, checkpoint_dirs):
         state = storage.read_json(directory / "state.json")
         config = ModelConfig.from_dict(state["config"])
         evaluation = storage.read_json(directory / EVALUATION_FILE)
         history = state["history"]
         models[config.name] = {
-            "estimator": config.estimator, "architecture": config.architecture,
+            "estimator": config.estimator, "seed": config.seed,
+            "configuration": config.configuration, "architecture": config.architecture,
             "likelihood": config.likelihood, "latent_size": config.latent_size,
             "epochs": len(history), "heldout": evaluation["heldout"],
             "gradient_variance": evaluation["gradient_variance"], "history": history,
@@ -53,24 +80,39 @@ def collect_metrics(checkpoint_dirs: list[str]) -> dict:
                                        [h["images_per_second"] for h in history]),
             "checkpoint": str(directory),
         }
-    return {"units": "nats per image", "models": models}
+        if (directory / PER_IMAGE_FILE).exists():
+            per_image[config.name] = pd.read_csv(directory / PER_IMAGE_FILE)
+    comparison = statistics.compare(models, per_image or None)
+    return {"units": "nats per image", "models": models, "comparison": comparison}
 
 
 def comparison_table(metrics: dict) -> pd.DataFrame:
+    """comparison.csv: a row per model, raw numbers (standard errors over test images)."""
     rows = []
     for name, m in metrics["models"].items():
+        heldout = m["heldout"]
         rows.append({
-            "model": name, "estimator": m["estimator"], "architecture": m["architecture"],
-            "likelihood": m["likelihood"], "latent_size": m["latent_size"], "epochs": m["epochs"],
-            "heldout_neg_elbo": m["heldout"]["neg_elbo"], "heldout_kl": m["heldout"]["kl"],
-            "heldout_reconstruction": m["heldout"]["reconstruction"],
-            "iwae_nll": m["heldout"]["iwae_nll"], "iwae_k": m["heldout"]["iwae_k"],
+            "model": name, "estimator": m["estimator"], "seed": m.get("seed"),
+            "architecture": m["architecture"], "likelihood": m["likelihood"],
+            "latent_size": m["latent_size"], "epochs": m["epochs"],
+            **{f"heldout_{k}{s}": heldout.get(f"{k}{s}") for k in ("neg_elbo", "kl",
+               "reconstruction") for s in ("", "_stderr")},
+            "iwae_nll": heldout.get("iwae_nll"), "iwae_nll_stderr": heldout.get("iwae_nll_stderr"),
+            "iwae_k": heldout.get("iwae_k"), "reference_nll": heldout.get("reference_nll"),
+            "reference_nll_error": heldout.get("reference_nll_error"),
             **{f"grad_var_{e}": v["total_variance"] for e, v in m["gradient_variance"].items()},
             **{f"kl_grad_var_{e}": v["kl_term_variance"]
                for e, v in m["gradient_variance"].items()},
             "train_seconds": m["train_seconds"], "images_per_second": m["images_per_second"],
         })
     return pd.DataFrame(rows)
+
+
+def headline_table(table: pd.DataFrame) -> pd.DataFrame:
+    """comparison.csv's columns a person compares first, rounded (one row per model)."""
+    columns = ["model", "seed", "heldout_neg_elbo", "heldout_kl", "heldout_reconstruction",
+               "iwae_nll", "iwae_k"] + [c for c in table.columns if c.startswith("grad_var_")]
+    return table[[c for c in columns if c in table.columns]].round(2)
 
 
 def package_versions() -> dict:
@@ -89,14 +131,12 @@ def write_report(run: Path, checkpoint_dirs: list[str], parameters: dict, data_f
     run = Path(run)
     metrics = collect_metrics(checkpoint_dirs)
     metrics["run_id"] = run.name
-    table = comparison_table(metrics)
     storage.write_json(run / "metrics.json", metrics)
-    storage.write_text(run / "comparison.csv", table.to_csv(index=False))
-    figures = sorted(map(Path, figure_paths), key=_figure_order)
-    storage.write_text(run / "report.md", _markdown(run.name, parameters, data_facts, table,
-                                                    figures, run))
-    storage.write_text(run / "report.html", _html(run.name, parameters, data_facts, table,
-                                                  figures, run))
+    storage.write_text(run / "comparison.csv", comparison_table(metrics).to_csv(index=False))
+    figures = sorted(map(Path, figure_paths), key=figure_order)
+    blocks = _blocks(run, metrics, parameters, data_facts, figures)
+    storage.write_text(run / "report.md", _markdown(blocks))
+    storage.write_text(run / "report.html", _html(run.name, blocks))
     storage.write_json(run / "manifest.json", {
         "run_id": run.name, "status": "complete",
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -118,98 +158,126 @@ def mark_latest(artifacts_root: str | os.PathLike, run: Path) -> Path:
     return link
 
 
-def headline_table(table: pd.DataFrame) -> pd.DataFrame:
-    """The columns a person compares first, rounded."""
-    columns = ["model", "heldout_neg_elbo", "heldout_kl", "heldout_reconstruction", "iwae_nll",
-               "iwae_k"] + [c for c in table.columns if c.startswith("grad_var_")] + [
-                   "train_seconds", "images_per_second"]
-    return table[columns].round(2)
+def figure_kind(path: Path) -> tuple[int, str, str, int]:
+    """(position in CAPTIONS, kind, model, page) for ``<kind>.png``, ``<kind>-page<n>.png`` or
+    ``<kind>-<model>.png``; an unknown figure gets (len(CAPTIONS), stem, "", 1)."""
+    stem = Path(path).stem
+    for i, kind in sorted(enumerate(CAPTIONS), key=lambda item: -len(item[1])):
+        if stem == kind:
+            return i, kind, "", 1
+        rest = stem[len(kind) + 1:] if stem.startswith(kind + "-") else None
+        if rest is not None:
+            if rest.startswith("page") and rest[4:].isdigit():
+                return i, kind, "", int(rest[4:])
+            return i, kind, rest, 1
+    return len(CAPTIONS), stem, "", 1
+
+
+def figure_order(path: Path) -> tuple:
+    """Run-wide figures first (in CAPTIONS order, pages in order), then each model's."""
+    index, kind, model, page = figure_kind(path)
+    if index == len(CAPTIONS):
+        return (2, kind, 0, 0)
+    return (1, model, index, page) if model else (0, "", index, page)
+
+
+def caption(path: Path, seeds: str = IMAGE_SEEDS) -> str:
+    """What a figure shows; ``seeds`` says which models the image figures show."""
+    index, kind, model, page = figure_kind(path)
+    if index == len(CAPTIONS):
+        return kind
+    text = CAPTIONS[kind].replace("{seeds}", f"model {model}" if model else seeds)
+    if model:
+        text = text.replace("both estimators side by side per configuration", model) \
+                   .replace("both estimators per configuration", model)
+    return text + (f" (page {page})" if page > 1 else "")
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
-    header = "| " + " | ".join(map(str, frame.columns)) + " |"
-    rule = "|" + "---|" * len(frame.columns)
-    rows = ["| " + " | ".join(_cell(v) for v in row) + " |" for row in frame.itertuples(False)]
-    return "\n".join([header, rule, *rows])
+    def cell(value) -> str:
+        text = fmt(value) if isinstance(value, float) else str(value)
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    header = "| " + " | ".join(cell(c) for c in frame.columns) + " |"
+    rows = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(False)]
+    return "\n".join([header, "|" + "---|" * len(frame.columns), *rows])
 
 
-def _cell(value) -> str:
-    return f"{value:,.2f}" if isinstance(value, float) else str(value)
-
-
-def _figure_kind(path: Path) -> tuple[int, str, str]:
-    """(position in CAPTIONS, kind, model) for ``<kind>.png`` or ``<kind>-<model>.png``;
-    an unknown figure gets (len(CAPTIONS), stem, "")."""
-    for i, kind in enumerate(CAPTIONS):
-        if path.stem == kind or path.stem.startswith(kind + "-"):
-            return i, kind, path.stem[len(kind) + 1:]
-    return len(CAPTIONS), path.stem, ""
-
-
-def _figure_order(path: Path) -> tuple:
-    """Run-wide comparisons first (in CAPTIONS order), then each model's figures."""
-    index, kind, model = _figure_kind(path)
-    if index == len(CAPTIONS):
-        return (2, kind, 0)
-    return (1, model, index) if model else (0, index, "")
-
-
-def caption(path: Path) -> str:
-    index, kind, model = _figure_kind(path)
-    if index == len(CAPTIONS):
-        return kind
-    return f"{model}: {CAPTIONS[kind]}" if model else CAPTIONS[kind]
-
-
-LIKELIHOOD_NOTE = ("Models with different pixel likelihoods are not comparable by these "
-                   "numbers: the continuous Bernoulli is a density on [0, 1] (its -ELBO can be "
-                   "negative), the Bernoulli a probability of binary pixels.")
-
-
-def _notes(table: pd.DataFrame) -> list[str]:
-    return [LIKELIHOOD_NOTE] if table["likelihood"].nunique() > 1 else []
-
-
-def _markdown(run_id, parameters, data_facts, table, figures, run) -> str:
-    lines = [f"# VAE run `{run_id}`", "",
-             "Held-out scores on the 10,000 Fashion-MNIST test images, in nats per image "
-             "(lower is better); every model is scored with the analytic KL.", "",
-             markdown_table(headline_table(table)), "", *_notes(table), "", "## Configuration",
-             ""]
-    lines += [f"- `{k}`: `{v}`" for k, v in parameters.items()]
-    lines += ["", "## Data", "", f"Read from `{data_facts.get('data_dir')}`; SHA-256 of the "
-              "decompressed files:", ""]
-    lines += [f"- `{name}`: `{digest}`" for name, digest in data_facts.get("sha256", {}).items()]
-    lines += ["", "## Figures", ""]
+def _blocks(run: Path, metrics: dict, parameters: dict, data_facts: dict, figures) -> list:
+    """The report as (kind, content) blocks, rendered to markdown and to HTML alike."""
+    comparison = metrics.get("comparison") or {}
+    records = model_records(metrics)
+    tables = summary_tables(metrics)
+    blocks = [("h1", f"VAE run {run.name}"),
+              ("strong", f"Verdict: {comparison.get('verdict', 'not computed')}."),
+              ("table", tables[0][1])]
+    sentences = verdict_sentences(metrics)
+    if len(sentences) > 1:
+        blocks.append(("list", sentences))
+    blocks.append(("p", UNITS))
+    if len({m["likelihood"] for m in metrics["models"].values()}) > 1:
+        blocks.append(("p", LIKELIHOOD_NOTE))
+    for title, frame in tables[1:]:
+        blocks += [("h2", title), ("table", frame)]
+    blocks += [("h2", "Settings"), ("list", [f"{k}: {v}" for k, v in parameters.items()]),
+               ("h2", "Data"), ("p", f"Read from {data_facts.get('data_dir')}; SHA-256 of the "
+                                      "decompressed files:"),
+               ("list", [f"{n}: {d}" for n, d in data_facts.get("sha256", {}).items()]),
+               ("h2", "Figures")]
+    seeds = facets.representative_seeds_phrase(records) if records else IMAGE_SEEDS
     for path in figures:
-        rel = path.relative_to(run)
-        lines += [f"**{caption(path)}**", "", f"![{path.stem}]({rel.as_posix()})", ""]
+        blocks.append(("figure", (path.relative_to(run).as_posix(), caption(path, seeds))))
+    return blocks
+
+
+def _markdown(blocks: list) -> str:
+    lines = []
+    for kind, content in blocks:
+        if kind == "h1":
+            lines += [f"# {content}", ""]
+        elif kind == "h2":
+            lines += [f"## {content}", ""]
+        elif kind == "strong":
+            lines += [f"**{content}**", ""]
+        elif kind == "table":
+            lines += [markdown_table(content), ""]
+        elif kind == "list":
+            lines += [f"- {item}" for item in content] + [""]
+        elif kind == "figure":
+            path, text = content
+            lines += [f"**{text}**", "", f"![{Path(path).stem}]({path})", ""]
+        else:
+            lines += [content, ""]
     return "\n".join(lines)
 
 
-def _html(run_id, parameters, data_facts, table, figures, run) -> str:
+def _html(run_id: str, blocks: list) -> str:
     esc = html.escape
-    body = [f"<h1>VAE run <code>{esc(run_id)}</code></h1>",
-            "<p>Held-out scores in nats per image (lower is better).</p>",
-            headline_table(table).to_html(index=False, border=0, classes="table"),
-            *[f"<p>{esc(note)}</p>" for note in _notes(table)],
-            "<h2>Configuration</h2><ul>"]
-    body += [f"<li><code>{esc(k)}</code>: <code>{esc(str(v))}</code></li>"
-             for k, v in parameters.items()]
-    body += ["</ul><h2>Data</h2><ul>"]
-    body += [f"<li><code>{esc(n)}</code>: <code>{esc(d)}</code></li>"
-             for n, d in data_facts.get("sha256", {}).items()]
-    body += ["</ul><h2>Figures</h2>"]
-    for path in figures:
-        rel = path.relative_to(run).as_posix()
-        body += [f"<figure><img src='{esc(rel)}' alt='{esc(path.stem)}' style='max-width:100%'>"
-                 f"<figcaption>{esc(caption(path))}</figcaption></figure>"]
-    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
-             "table{border-collapse:collapse;font-size:13px}"
-             "td,th{padding:3px 8px;border-bottom:1px solid #ddd}")
+    body = []
+    for kind, content in blocks:
+        if kind in ("h1", "h2"):
+            body.append(f"<{kind}>{esc(content)}</{kind}>")
+        elif kind == "strong":
+            body.append(f"<p class='verdict'><strong>{esc(content)}</strong></p>")
+        elif kind == "table":
+            body.append(content.to_html(index=False, border=0, classes="table", na_rep="–"))
+        elif kind == "list":
+            body.append("<ul>" + "".join(f"<li>{esc(str(i))}</li>" for i in content) + "</ul>")
+        elif kind == "figure":
+            path, text = content
+            body.append(f"<figure><img src='{esc(path)}' alt='{esc(Path(path).stem)}' "
+                        f"style='max-width:100%'><figcaption>{esc(text)}</figcaption></figure>")
+        else:
+            body.append(f"<p>{esc(content)}</p>")
+    style = ("body{font-family:sans-serif;max-width:1400px;margin:2em auto;padding:0 1em}"
+             "table{border-collapse:collapse;font-size:13px;margin-bottom:1em}"
+             "td,th{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}"
+             "td:first-child,th:first-child{text-align:left}.verdict{font-size:1.15em}"
+             "figure{margin:1.5em 0}figcaption{color:#444}")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>VAE run {esc(run_id)}"
             f"</title><style>{style}</style></head><body>{''.join(body)}</body></html>\n")
 
 
 def _mean(values):
-    return sum(values) / len(values) if values else float("nan")
+    return sum(values) / len(values) if values else math.nan
+

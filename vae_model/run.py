@@ -141,15 +141,24 @@ def evaluate(checkpoint_dir: str | os.PathLike, data_dir: str | None, iwae_k: in
 
 def render_figures(checkpoint_dirs: list[str], data_dir: str | None, run: Path,
                    seed: int = 0, all_models: bool = False) -> list[Path]:
+    """The run's figures (see :mod:`vae_model.figures`): image figures for the lowest seed of
+    each configuration and estimator, or for every model with ``all_models``."""
     from vae_model import figures  # matplotlib only where figures are drawn
 
     dataset = data.load(data_dir)
-    models, histories, evaluations = {}, {}, {}
+    records, directories = {}, {}
     for directory in map(Path, checkpoint_dirs):
-        model, state = training.load_model(directory)
-        name = ModelConfig.from_dict(state["config"]).name
-        models[name], histories[name] = model, state["history"]
+        state = storage.read_json(directory / training.STATE_FILE)
+        config = ModelConfig.from_dict(state["config"])
+        records[config.name] = {"estimator": config.estimator, "seed": config.seed,
+                                "configuration": config.configuration,
+                                "history": state["history"]}
         if (directory / EVALUATION_FILE).exists():
-            evaluations[name] = storage.read_json(directory / EVALUATION_FILE)
-    return figures.render_all(models, dataset.test_images, dataset.test_labels, histories,
-                              evaluations, run / "figures", seed=seed)
+            scores = storage.read_json(directory / EVALUATION_FILE)
+            records[config.name].update(heldout=scores["heldout"],
+                                        gradient_variance=scores["gradient_variance"])
+        directories[config.name] = directory
+    return figures.render_all(
+        records, run / "figures", load_model=lambda name: training.load_model(
+            directories[name])[0], test_images=dataset.test_images,
+        test_labels=dataset.test_labels, seed=seed, all_models=all_models)
