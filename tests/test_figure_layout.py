@@ -121,7 +121,7 @@ def test_comparison_csv_has_a_row_per_model_with_seed_and_standard_errors(tmp_pa
 def test_missing_standard_errors_show_as_a_dash(tmp_path):
     text = (_write_run(tmp_path, DEFAULT_RUN, extras=False) / "report.md").read_text()
     per_model = text[text.index("## Per model"):]
-    assert re.search(r"\| analytic-s0 \| 0 \| \d+\.\d\d \| ", per_model)  # no "±" without one
+    assert re.search(r"\| analytic-s0 \| \d+\.\d\d \| ", per_model)  # no "±" without one
     assert "| – |" in text  # per-seed standard error without per_image.csv
 
 
@@ -145,3 +145,31 @@ def test_summary_tables_fit_a_1400_px_page():
         # ~7 px per character at 13 px, 16 px padding per cell
         widths = [max([len(str(c))] + [len(str(v)) for v in frame[c]]) for c in frame.columns]
         assert sum(7 * w + 16 for w in widths) <= 1400, (title, widths)
+
+
+def test_image_figures_show_one_seed_per_configuration_unless_all_models(tmp_path):
+    from tests.conftest import synthetic_arrays
+    from vae_model import model_figures
+    from vae_model.networks import VAE
+
+    configs = fake_runs.configs(seeds=(1, 0))
+    records = fake_runs.records(configs)
+    loaded = []
+
+    def load_model(name):  # untrained networks: the figures' layout is what is tested
+        loaded.append(name)
+        return VAE(next(c for c in configs if c.name == name))
+
+    arrays = synthetic_arrays()
+    images, labels = arrays["test_images"], arrays["test_labels"]
+    paths = model_figures.render(records, load_model, images, labels, tmp_path / "a")
+    assert sorted(loaded) == ["analytic-s0", "monte_carlo-s0"]
+    assert sorted(p.name for p in paths) == sorted(f"{k}.png" for k in
+                                                   ("reconstructions", "generations", "latent",
+                                                    "manifold"))
+    loaded.clear()
+    paths = model_figures.render(records, load_model, images, labels, tmp_path / "b",
+                                 all_models=True)
+    assert len(loaded) == 4
+    assert {p.name for p in paths} >= {f"{k}-{c.name}.png" for c in configs
+                                       for k in ("reconstructions", "latent", "manifold")}

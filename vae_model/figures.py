@@ -55,7 +55,8 @@ def curves_figure(groups: list[dict], records: dict) -> plt.Figure:
             colour, histories = estimator_colour(estimator), [records[n]["history"] for n in names]
             epochs, heldout = _by_epoch(histories, "heldout_neg_elbo")
             _, train = _by_epoch(histories, "train_neg_elbo")
-            tag(ax.plot(epochs, np.nanmean(train, 0), "--", color=colour, lw=1), group["likelihood"])
+            tag(ax.plot(epochs, np.nanmean(train, 0), "--", color=colour, lw=1,
+                        marker="x" if len(epochs) == 1 else None), group["likelihood"])
             tag(ax.plot(epochs, np.nanmean(heldout, 0), "-o", color=colour, ms=3, lw=1.6),
                 group["likelihood"])
             if len(names) > 1 and len(epochs) > 1:
@@ -65,13 +66,18 @@ def curves_figure(groups: list[dict], records: dict) -> plt.Figure:
                 tag(ax.vlines(epochs, np.nanmin(heldout, 0), np.nanmax(heldout, 0), color=colour,
                               alpha=0.5, lw=5), group["likelihood"])
         ax.set_title(group["title"])
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if len(epochs) == 1:  # a locator would label fractions of the one epoch
+            ax.set_xticks(epochs)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     label_bottom(axes, "epoch")
     fig.supylabel("−ELBO (nats per image)")
+    single_epoch = all(len(records[n]["history"]) <= 1 for n in records)
     fig.suptitle("Training curves: mean over seeds, band: range over seeds")
     estimator_legend(fig, _estimators(groups), [
         Line2D([], [], color="grey", marker="o", ms=3, label="held-out"),
-        Line2D([], [], color="grey", ls="--", lw=1, label="train")])
+        Line2D([], [], color="grey", ls="--", lw=1, marker="x" if single_epoch else None,
+               label="train")])
     return fig
 
 
@@ -105,8 +111,9 @@ def scores_figure(groups: list[dict], records: dict) -> plt.Figure:
                 if not values:  # this estimator's models are not evaluated
                     continue
                 x = i + offset
-                tag(ax.plot(x + _spread(len(values)) - 0.12, values, color=colour, **SEED_STYLE),
-                    group["likelihood"])
+                if len(values) > 1:  # one seed is its own mean
+                    tag(ax.plot(x + _spread(len(values)) - 0.12, values, color=colour,
+                                **SEED_STYLE), group["likelihood"])
                 mean, ci95 = statistics.t_interval(values)
                 error = None if ci95 is None else [[mean - ci95[0]], [ci95[1] - mean]]
                 tag(ax.errorbar([x + 0.05], [mean], yerr=error, fmt="D", color=colour, ms=5,
@@ -118,7 +125,9 @@ def scores_figure(groups: list[dict], records: dict) -> plt.Figure:
         if not metrics or not any(evaluated.values()):
             ax.text(0.5, 0.5, "not evaluated", transform=ax.transAxes, ha="center")
     fig.supylabel("nats per test image (lower is better)")
-    fig.suptitle("Held-out scores: seeds (hollow), mean and 95% interval")
+    several = any(len(names) > 1 for g in groups for names in g["models"].values())
+    fig.suptitle("Held-out scores: seeds (hollow), mean and 95% interval over seeds" if several
+                 else "Held-out scores (one seed: no interval over seeds)")
     estimator_legend(fig, _estimators(groups))
     return fig
 
@@ -151,6 +160,8 @@ def differences_figure(groups: list[dict], records: dict) -> plt.Figure:
                              figsize=(width, FOREST_ROW_IN * rows + 1.9))
     names = {"first better": f"{facets.estimator_label(a)} better",
              "second better": f"{facets.estimator_label(b)} better"}
+    winners = {"first better": estimator_colour(a), "second better": estimator_colour(b)}
+    k = next((r["heldout"].get("iwae_k") for r in records.values() if r.get("heldout")), "K")
     for ax, likelihood in zip(axes[0], likelihoods):
         members = [g for g in groups if g["likelihood"] == likelihood]
         for y, group in enumerate(members):
@@ -169,7 +180,8 @@ def differences_figure(groups: list[dict], records: dict) -> plt.Figure:
                 if metric == "neg_elbo":
                     outcome = _short_outcome(differences, ci95)
                     ax.annotate(names.get(outcome, outcome), (1, y), xycoords=("axes fraction",
-                                "data"), xytext=(6, 0), textcoords="offset points", va="center")
+                                "data"), xytext=(6, 0), textcoords="offset points", va="center",
+                                color=winners.get(outcome, "dimgrey"))
         ax.axvline(0, color="black", lw=0.8)
         ax.set_yticks(range(len(members)), [facets.title(g["configuration"], [
             k for k in g["varying"] if k != "likelihood"] or ["architecture", "latent_size"])
@@ -182,9 +194,10 @@ def differences_figure(groups: list[dict], records: dict) -> plt.Figure:
                       f"image (< 0: {facets.estimator_label(a)} better)")
     fig.suptitle("Paired difference (same seed): seeds, mean and 95% interval")
     handles = [Line2D([], [], color="black", marker="D", ls="none", label="held-out −ELBO"),
-               Line2D([], [], color="grey", marker="s", mfc="white", ls="none", label="IWAE-K"),
+               Line2D([], [], color="grey", marker="s", mfc="white", ls="none",
+                      label=f"IWAE-{k}"),
                Line2D([], [], color="black", marker="o", mfc="none", ls="none", ms=3,
-                      label="one seed")]
+                      label="each seed")]
     fig.legend(handles=handles, loc="outside lower center", ncol=3, frameon=False)
     return fig
 

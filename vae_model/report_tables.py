@@ -161,15 +161,18 @@ def per_model_table(metrics: dict) -> pd.DataFrame:
     for name in _model_order(metrics):
         m = metrics["models"][name]
         h = m["heldout"]
-        row = {"Model": name, "Seed": m.get("seed", "–"),
+        row = {"Model": name,
                "−ELBO": plus_minus(h.get("neg_elbo"), h.get("neg_elbo_stderr")),
                "KL": plus_minus(h.get("kl"), h.get("kl_stderr")),
                "Reconstruction": plus_minus(h.get("reconstruction"),
                                             h.get("reconstruction_stderr")),
                iwae: plus_minus(h.get("iwae_nll"), h.get("iwae_nll_stderr"))}
-        if _has_reference(metrics):
-            row["Reference NLL"] = plus_minus(h.get("reference_nll"),
-                                              h.get("reference_nll_error"))
+        if _has_reference(metrics):  # -ELBO = reference NLL + inference gap
+            reference = h.get("reference_nll")
+            row["Reference NLL"] = plus_minus(reference, h.get("reference_nll_error"))
+            row["Inference gap"] = fmt(None if reference is None else h["neg_elbo"] - reference)
+            row["IWAE gap"] = fmt(None if reference is None or h.get("iwae_nll") is None
+                                  else h["iwae_nll"] - reference)
         for estimator, variance in (m.get("gradient_variance") or {}).items():
             row[f"Grad. var. {SHORT_NAMES.get(estimator, estimator)}"] = _significant(
                 variance.get("total_variance"))
@@ -200,6 +203,7 @@ def summary_tables(metrics: dict) -> list[tuple[str, pd.DataFrame]]:
         ("Per seed: paired difference of held-out −ELBO (nats per image) and its standard "
          "error over the test images", per_seed_table(metrics)),
         ("Per model: nats per image ± standard error over the test images (reference NLL ± "
-         "its numerical error); gradient variance of the whole loss at the model's weights",
+         "its numerical error; −ELBO = reference NLL + inference gap; IWAE gap = IWAE-K − "
+         "reference NLL); gradient variance of the whole loss at the model's weights",
          per_model_table(metrics)),
     ]
