@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="vae-pipeline", description="Train and compare VAEs on Fashion-MNIST under the "
         "analytic and Monte-Carlo KL estimators, orchestrated by Prefect.")
     verbs = parser.add_subparsers(dest="verb", required=True,
-                                  metavar="{run,rerun,serve,sweep}")
+                                  metavar="{run,rerun,serve,sweep,runs,prune}")
 
     run = verbs.add_parser("run", help="run the whole pipeline once",
                            description="Run the whole pipeline once: verify data, train one "
@@ -61,6 +61,17 @@ def build_parser() -> argparse.ArgumentParser:
                        "(default: a local cluster)")
     sweep.add_argument("--dask-workers", type=int, default=2,
                        help="local cluster's worker processes (default: %(default)s)")
+    runs = verbs.add_parser("runs", help="list the runs: status, date, headline numbers",
+                            description="List the runs under the artifacts directory, oldest "
+                            "first: status (complete, failed, running, incomplete), date, "
+                            "held-out -ELBO per estimator, size.")
+    runs.add_argument("--artifacts-dir", default="artifacts", help="default: %(default)s")
+    prune = verbs.add_parser("prune", help="remove all but the newest runs",
+                             description="Remove all but the N newest runs; never the one "
+                             "'latest' points at, nor one a process is writing.")
+    prune.add_argument("--keep", type=int, required=True, help="runs to keep")
+    prune.add_argument("--dry-run", action="store_true", help="list, remove nothing")
+    prune.add_argument("--artifacts-dir", default="artifacts", help="default: %(default)s")
     return parser
 
 
@@ -135,12 +146,14 @@ def pipeline_parameters(args) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.verb in ("runs", "prune"):
+        return registry_verb(args)  # reads files only: no TensorFlow, no Prefect
     from vae_model import UserInputError
-    from vae_model.training import TrainingDiverged
 
     try:
         # Validate before importing Prefect: a mistake costs a second, not a server start.
         parameters = pipeline_parameters(args) if args.verb != "rerun" else None
+        before_flow(args)
         if args.verb == "run":
             if args.concurrency <= 0:
                 raise UserInputError(f"--concurrency must be > 0, got {args.concurrency}")
@@ -167,13 +180,57 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from flows.pipeline import vae_pipeline
             vae_pipeline.serve(name=args.name, cron=args.cron, parameters=parameters)
-    except (UserInputError, TrainingDiverged) as err:
-        print(f"vae-pipeline: error: {err}", file=sys.stderr)
-        return 2 if isinstance(err, UserInputError) else 1
     except KeyboardInterrupt:
         print("vae-pipeline: interrupted; rerun with the same --run-id to resume",
               file=sys.stderr)
         return 130
+    except Exception as err:  # a user error (TrainingDiverged too) wherever it was found
+        from flows.console import fixable
+        found = fixable(err)
+        if found is not None:
+            print(f"vae-pipeline: error: {str(found).strip().splitlines()[0]}", file=sys.stderr)
+            return 2 if isinstance(found, UserInputError) else 1
+        if "Failed to reach API" in str(err):  # the server went away after before_flow
+            print(f"vae-pipeline: error: {str(err).splitlines()[0]}: is the Prefect server "
+                  "still running? (or unset PREFECT_API_URL)", file=sys.stderr)
+            return 1
+        raise
+    return 0
+
+
+def before_flow(args) -> None:
+    """The checks that need no flow run: another process writing this run (the flow takes
+    the lock itself; this only fails sooner), and the Prefect API to be used. Then user errors
+    raised inside the flow reach the terminal as one line, their tracebacks only the UI."""
+    from vae_model import lock
+    from vae_model.run import run_dir
+
+    from flows import console
+
+    if getattr(args, "run_id", None):
+        lock.check_free(run_dir(args.artifacts_dir, args.run_id))
+    console.check_api()
+    console.quiet_user_tracebacks()
+
+
+def registry_verb(args) -> int:
+    from vae_model import registry
+
+    from flows import console
+
+    if args.verb == "prune" and args.keep < 0:
+        print(f"vae-pipeline: error: --keep must be >= 0, got {args.keep}", file=sys.stderr)
+        return 2
+    if args.verb == "runs":
+        print("\n".join(console.format_runs(registry.list_runs(args.artifacts_dir))))
+        return 0
+    removed = registry.prune(args.artifacts_dir, args.keep, args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    for run in removed:
+        print(f"{verb} {run['id']} ({run['status']}, {run['bytes'] / 1e6:.1f} MB)")
+    total = sum(r["bytes"] for r in removed) / 1e6
+    print(f"{verb} {len(removed)} run(s), {total:.1f} MB; kept the newest {args.keep}, "
+          "'latest' and any being written")
     return 0
 
 

@@ -141,3 +141,51 @@ def prune(artifacts_root: str | os.PathLike, keep: int, dry_run: bool = False) -
                 continue  # a writer started since the listing: keep it
         removed.append(run)
     return removed
+
+
+def one_line(err: BaseException) -> str:
+    """An exception as the single line a person reads: the message of a user error, else the
+    exception's type and first line."""
+    from vae_model import UserInputError
+
+    text = (str(err).strip().splitlines() or [""])[0]
+    if isinstance(err, UserInputError):
+        return text
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def record_failure(run: str | os.PathLike, stage: str, error: str, parameters: dict | None = None,
+                   started_at: str | None = None) -> Path:
+    """Mark ``run`` failed in its manifest.json (what failed, where, when), keeping what an
+    earlier complete manifest said (its models and data let the run be finished later); a later
+    complete run of the same id replaces it. ``latest`` moves off this run: it only ever
+    points at a complete one."""
+    run = Path(run)
+    previous = _read(run / "manifest.json")
+    manifest = dict(previous) if isinstance(previous, dict) else {}
+    was_complete = "models" in manifest  # complete once: keep what finishing it needs
+    manifest.update({
+        "run_id": run.name, "status": "failed", "stage": stage, "error": error,
+        "started_at": started_at or manifest.get("started_at"),
+        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
+    if parameters is not None:
+        manifest["failed_parameters" if was_complete else "parameters"] = parameters
+    path = storage.write_json(run / "manifest.json", manifest)
+    _move_latest_off(run)
+    return path
+
+
+def _move_latest_off(run: Path) -> None:
+    root = run.resolve().parent.parent
+    link = root / "latest"
+    if not link.is_symlink() or link.resolve() != run.resolve():
+        return
+    complete = [r for r in list_runs(root) if r["status"] == "complete" and r["id"] != run.name]
+    if not complete:
+        link.unlink()
+        return
+    tmp = link.with_name(f".latest.{os.getpid()}")
+    if tmp.is_symlink():
+        tmp.unlink()
+    tmp.symlink_to(Path("runs") / complete[-1]["id"])
+    os.replace(tmp, link)

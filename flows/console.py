@@ -1,0 +1,125 @@
+"""What the terminal shows when a run fails for a reason the user can fix: one line, no traceback.
+
+Two parts. Before a flow starts: :func:`check_api` probes the Prefect API the run would use, so
+an unreachable server is one line naming the URL and both fixes (instead of ~100 lines and three
+tracebacks from Prefect's client). Inside a flow run: :func:`quiet_user_tracebacks` makes
+Prefect's *console* log handler print a user error's log record without its traceback; the
+record is shared with the API log handler, which keeps the traceback for the Prefect UI.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import sys
+
+from vae_model import UserInputError
+
+
+def fixable_kinds() -> tuple:
+    """The errors a user fixes (a bad input; a diverged training: lower the learning rate).
+    TrainingDiverged only if its module is loaded: importing it would import TensorFlow, whose
+    start-up lines would spoil a one-line error found before any training."""
+    training = sys.modules.get("vae_model.training")
+    return (UserInputError,) + ((training.TrainingDiverged,) if training else ())
+
+
+def fixable(err: BaseException | None) -> BaseException | None:
+    """``err``, or the exception it was raised from, if it is one the user can fix."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, fixable_kinds()):
+            return err
+        err = err.__cause__ or err.__context__
+    return None
+
+
+class _WithoutUserTracebacks(logging.Formatter):
+    """Wraps a handler's formatter. A record whose exception is a user error is formatted from
+    a copy without exc_info/exc_text, so neither this handler prints the traceback nor the
+    others (which format the same record) lose it; ``Formatter.format`` caches the formatted
+    traceback on the record, hence the copy rather than clearing it."""
+
+    def __init__(self, inner: logging.Formatter):
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.exc_info and fixable(record.exc_info[1]) is not None:
+            record = copy.copy(record)
+            record.exc_info, record.exc_text, record.stack_info = None, None, None
+        return self.inner.format(record)
+
+
+def quiet_user_tracebacks() -> None:
+    """Install on Prefect's console handlers (idempotent)."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+    from prefect.logging.loggers import get_logger
+
+    get_logger()  # make sure Prefect's logging is configured before looking at its handlers
+    for name in [None, *logging.root.manager.loggerDict]:
+        logger = logging.getLogger(name)
+        for handler in getattr(logger, "handlers", []):
+            if isinstance(handler, PrefectConsoleHandler) and not isinstance(
+                    handler.formatter, _WithoutUserTracebacks):
+                handler.setFormatter(_WithoutUserTracebacks(
+                    handler.formatter or logging.Formatter()))
+
+
+def api_url() -> tuple[str | None, str]:
+    """The API URL Prefect will use, and where it was set (for the fix to name)."""
+    if os.environ.get("PREFECT_API_URL"):
+        return os.environ["PREFECT_API_URL"], "environment"
+    from prefect.settings import get_current_settings
+
+    url = get_current_settings().api.url
+    return (str(url) if url else None), "profile"
+
+
+def check_api(timeout: float = 3.0) -> None:
+    """Raise a one-line :class:`UserInputError` if ``PREFECT_API_URL`` is set and nothing
+    answers there. Any HTTP answer counts as reachable (auth errors are Prefect's to report);
+    unset, Prefect starts a temporary local server, which needs nothing."""
+    url, source = api_url()
+    if not url:
+        return
+    import httpx
+
+    try:
+        httpx.get(url.rstrip("/") + "/health", timeout=timeout)
+    except httpx.HTTPError as err:
+        unset = ("unset PREFECT_API_URL" if source == "environment"
+                 else "run `prefect config unset PREFECT_API_URL`")
+        reason = type(err).__name__
+        raise UserInputError(
+            f"cannot reach the Prefect API at {url} ({reason}): start that server "
+            f"(prefect server start), or {unset} to use a temporary local one") from None
+
+
+def _score(stat: dict) -> str:
+    if not stat or stat.get("mean") is None:
+        return "-"
+    std = stat.get("std")
+    return f"{stat['mean']:.2f}" + (f"±{std:.2f}" if std is not None else "")
+
+
+def format_runs(runs: list[dict]) -> list[str]:
+    """``vae-pipeline runs``: one line per run, oldest first; headline numbers are held-out
+    -ELBO per estimator (mean±std over seeds, nats per image)."""
+    rows = [("run", "status", "date", "models", "held-out -ELBO by estimator", "size", "")]
+    for r in runs:
+        scores = "  ".join(f"{e} {_score(s.get('neg_elbo'))}" for e, s in r["headline"].items())
+        notes = ["latest"] if r["latest"] else []
+        if r["locked"]:
+            notes.append(f"written by pid {r['locked'].get('pid')} on "
+                         f"{r['locked'].get('host')}")
+        if r["status"] == "failed":
+            notes.append(f"{r.get('stage')}: {r.get('error')}")
+        rows.append((r["id"], r["status"], (r["date"] or "")[:19].replace("T", " "),
+                     str(r["models"]), scores or "-", f"{r['bytes'] / 1e6:.1f} MB",
+                     "; ".join(notes)))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    return ["  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1]
+            for row in rows]
