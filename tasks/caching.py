@@ -1,6 +1,7 @@
 """Cache keys: a task's inputs, its own source, the source of the ``vae_model`` modules it runs,
-and the content of the model files its path inputs point at, so that a retrained model
-invalidates its evaluation and figures while unchanged stages come back Cached."""
+the content of the model files its path inputs point at (so that a retrained model invalidates
+its evaluation and figures while unchanged stages come back Cached), and a token that changes
+when the files the stage wrote are deleted or modified (:mod:`tasks.outputs`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 from prefect.cache_policies import INPUTS, TASK_SOURCE, CacheKeyFnPolicy
 
 import vae_model
+from tasks import outputs
 
 MODEL_STATE = "state.json"  # a model directory changes exactly when this file does
 _PACKAGE_DIR = Path(vae_model.__file__).parent
@@ -43,7 +45,11 @@ def files_fingerprint(parameters: dict) -> str:
 
 
 def policy(*modules: str):
-    """INPUTS + TASK_SOURCE + the named vae_model modules' source + path inputs' content."""
+    """INPUTS + TASK_SOURCE + the named vae_model modules' source + path inputs' content +
+    the token of the stage's recorded outputs."""
     def key(context, parameters):
-        return code_version(*modules) + files_fingerprint(parameters)
+        base = code_version(*modules) + files_fingerprint(parameters)
+        identity = "".join(filter(None, (INPUTS.compute_key(context, parameters, {}),
+                                         TASK_SOURCE.compute_key(context, parameters, {}), base)))
+        return base + outputs.token(context, parameters, identity)
     return INPUTS + TASK_SOURCE + CacheKeyFnPolicy(cache_key_fn=key)
