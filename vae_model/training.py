@@ -3,7 +3,9 @@
 Each call into TensorFlow runs many optimisation steps inside one XLA-compiled loop over batches
 gathered on the host (as uint8, cast inside): per-step Python dispatch, not arithmetic, is what
 limits a small VAE on a CPU. Python regains control only between chunks, for progress, and between
-epochs, for evaluation and checkpoints.
+epochs, for evaluation and checkpoints. ``Trainer._step`` is the reference step (Keras model, TFP
+distributions, Keras Adam); the MLP with Bernoulli pixels trains with the same math written for
+speed in :mod:`vae_model.fast_step`, which reads and writes the same variables.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from vae_model import UserInputError, evaluation, storage
+from vae_model import UserInputError, evaluation, fast_step, storage
 from vae_model.config import ModelConfig
 from vae_model.networks import VAE
 from vae_model.objectives import negative_elbo
@@ -53,7 +55,8 @@ class TrainResult:
 
 
 class Trainer:
-    """A model, its Adam optimiser and the compiled update (one step, or a chunk of steps)."""
+    """A model, its Adam optimiser and the compiled reference update (one step, or a chunk of
+    steps); ``chunk_runner`` picks the fast chunk where there is one."""
 
     def __init__(self, config: ModelConfig):
         self.config = config
@@ -79,6 +82,13 @@ class Trainer:
         for i in tf.range(steps):
             losses = losses.write(i, self._step(batches[i], seeds[i]))
         return losses.stack()
+
+    def chunk_runner(self) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
+        """``run_steps``, or the fast step's equivalent for models it supports (same math,
+        same variables, so checkpoints and resuming do not depend on which one ran)."""
+        if fast_step.supports(self.config):
+            return fast_step.FastTrainer(self).run_steps
+        return self.run_steps
 
     def checkpoint(self) -> tf.train.Checkpoint:
         return tf.train.Checkpoint(encoder=self.model.encoder, decoder=self.model.decoder,
@@ -112,12 +122,13 @@ def fit(config: ModelConfig, train_images: np.ndarray, test_images: np.ndarray,
         trainer = Trainer(config)
     state = restore(trainer, checkpoint_dir)
     result = TrainResult(trainer.model, state["history"], state["train_seconds"], state["epoch"])
+    run_steps = trainer.chunk_runner()
     for epoch in range(state["epoch"] + 1, config.epochs + 1):
         order, seeds = epoch_plan(len(train_images), config.batch_size, config.seed, epoch)
         started, losses = time.perf_counter(), []
         for start in range(0, len(order), steps_per_chunk):
             chunk = slice(start, start + steps_per_chunk)
-            chunk_losses = trainer.run_steps(train_images[order[chunk]], seeds[chunk]).numpy()
+            chunk_losses = run_steps(train_images[order[chunk]], seeds[chunk]).numpy()
             _check_finite(chunk_losses, epoch, start, checkpoint_dir)
             losses.append(chunk_losses)
             if on_progress:

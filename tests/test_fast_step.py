@@ -1,0 +1,85 @@
+"""The fast step (vae_model.fast_step) is the reference step (Trainer._step) computed another way:
+same losses, same parameter and Adam updates, step by step, to float rounding."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+from tests.conftest import synthetic_arrays
+from vae_model import fast_step, training
+from vae_model.config import ModelConfig
+
+TRAIN = synthetic_arrays()["train_images"]
+
+
+def _pair(config):
+    """A reference trainer and a fast one with the same initial weights."""
+    keras.utils.set_random_seed(config.seed)
+    reference = training.Trainer(config)
+    keras.utils.set_random_seed(config.seed)
+    fast = training.Trainer(config)
+    return reference, fast, fast_step.FastTrainer(fast)
+
+
+def _state(trainer):
+    """Weights, Adam's moments and step count: everything a step changes."""
+    optimizer = trainer.optimizer
+    tensors = (trainer.model.variables_to_train + optimizer._momentums
+               + optimizer._velocities)
+    return [v.numpy() for v in tensors], int(optimizer.iterations)
+
+
+def _assert_same_state(a, b):
+    (tensors_a, step_a), (tensors_b, step_b) = _state(a), _state(b)
+    assert step_a == step_b
+    for x, y in zip(tensors_a, tensors_b):
+        np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("estimator", ["analytic", "monte_carlo"])
+def test_fast_steps_equal_reference_steps_one_by_one(estimator):
+    config = ModelConfig(estimator=estimator, batch_size=32, seed=5)
+    order, seeds = training.epoch_plan(len(TRAIN), config.batch_size, config.seed, 1)
+    reference, fast, fast_trainer = _pair(config)
+    for i in range(4):
+        reference_loss = float(reference.step(TRAIN[order[i]], seeds[i]))
+        fast_losses = fast_trainer.run_steps(TRAIN[order[i:i + 1]], seeds[i:i + 1]).numpy()
+        assert fast_losses.shape == (1,)
+        assert fast_losses[0] == pytest.approx(reference_loss, rel=1e-5)
+        _assert_same_state(reference, fast)
+
+
+@pytest.mark.parametrize("estimator", ["analytic", "monte_carlo"])
+def test_a_fast_chunk_equals_reference_steps_and_continues_from_them(estimator):
+    config = ModelConfig(estimator=estimator, batch_size=32, seed=2)
+    order, seeds = training.epoch_plan(len(TRAIN), config.batch_size, config.seed, 1)
+    reference, fast, fast_trainer = _pair(config)
+    reference_losses = reference.run_steps(TRAIN[order], seeds).numpy()
+    # the first half by the reference step, the rest by the fast one: the hand-over is exact
+    half = len(order) // 2
+    fast_losses = np.concatenate([
+        fast.run_steps(TRAIN[order[:half]], seeds[:half]).numpy(),
+        fast_trainer.run_steps(TRAIN[order[half:]], seeds[half:]).numpy()])
+    np.testing.assert_allclose(fast_losses, reference_losses, rtol=1e-4)
+    _assert_same_state(reference, fast)
+
+
+def test_the_draw_is_the_one_tfp_makes():
+    loc, scale = tf.constant([[0.5, -1.0]] * 3), tf.constant([[2.0, 0.1]] * 3)
+    seed = tf.constant([11, 22], tf.int32)
+    from vae_model.networks import tfd
+
+    drawn = tfd.MultivariateNormalDiag(loc=loc, scale_diag=scale).sample(seed=seed)
+    np.testing.assert_allclose(loc + scale * fast_step.standard_normal(seed, 3, 2), drawn,
+                               rtol=1e-6)
+
+
+def test_fit_uses_the_fast_step_only_where_it_applies():
+    assert fast_step.supports(ModelConfig())
+    assert not fast_step.supports(ModelConfig(architecture="conv"))
+    assert not fast_step.supports(ModelConfig(likelihood="continuous_bernoulli"))
+    conv = training.Trainer(ModelConfig(architecture="conv"))
+    assert conv.chunk_runner() == conv.run_steps
+    mlp = training.Trainer(ModelConfig())
+    assert mlp.chunk_runner() != mlp.run_steps
