@@ -1,0 +1,86 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+from tests.conftest import synthetic_arrays
+from vae_model import UserInputError, evaluation, reference, training
+from vae_model.config import ModelConfig
+from vae_model.networks import VAE
+
+ARRAYS = synthetic_arrays()
+IMAGES = ARRAYS["test_images"][:16]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    config = ModelConfig(batch_size=32, epochs=3)
+    return training.fit(config, ARRAYS["train_images"], ARRAYS["test_images"],
+                        tmp_path_factory.mktemp("model")).model
+
+
+@pytest.fixture(scope="module")
+def result(trained):
+    return reference.reference_nll(trained, IMAGES)
+
+
+def brute_force_nll(model, images, spacing, half_width, chunk=2048):
+    """-log p(x) from TFP's own log densities on one uniform grid over the whole box
+    [-half_width, half_width]², summed in float64: slow, but nothing shared with the method."""
+    axis = np.arange(-half_width, half_width + spacing / 2, spacing)
+    grid = np.stack(np.meshgrid(axis, axis, indexing="ij"), -1).reshape(-1, 2).astype(np.float32)
+    x = tf.constant(images.astype(np.float32) / 255.0)
+    log_sum = np.full(len(images), -np.inf)
+    for start in range(0, len(grid), chunk):
+        z = tf.constant(grid[start:start + chunk])
+        log_joint = (model.decode(z[:, None, :]).log_prob(x[None]) +
+                     model.prior.log_prob(z)[:, None]).numpy().astype(np.float64)
+        peak = log_joint.max(0)
+        log_sum = np.logaddexp(log_sum, peak + np.log(np.exp(log_joint - peak).sum(0)))
+    return -(log_sum + 2 * np.log(spacing))
+
+
+def test_refuses_latent_sizes_other_than_two():
+    with pytest.raises(UserInputError, match="2-D latent"):
+        reference.reference_nll(VAE(ModelConfig(latent_size=3)), IMAGES)
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "continuous_bernoulli"])
+def test_log_likelihood_is_linear_in_the_pixels(likelihood):
+    """x·logits + log p(0|z) is TFP's log p(x|z) for grey pixels, for both likelihoods."""
+    keras.utils.set_random_seed(3)
+    model = VAE(ModelConfig(likelihood=likelihood))
+    z = tf.random.normal([5, 2], seed=1) * 2.0
+    logits, constant = reference._grid_terms(model, z)
+    x = IMAGES[:4].reshape(4, -1).astype(np.float32) / 255.0
+    linear = x @ logits.numpy().T + (constant - model.prior.log_prob(z)).numpy()
+    direct = model.decode(z[:, None, :]).log_prob(
+        tf.constant(IMAGES[:4].astype(np.float32) / 255.0)[None]).numpy().T
+    np.testing.assert_allclose(linear, direct, rtol=1e-5, atol=1e-4)  # float32 rounding
+
+
+def test_agrees_with_brute_force_quadrature(trained, result):
+    assert result["per_image"].dtype == np.float64 and result["per_image"].shape == (16,)
+    assert np.all(np.isfinite(result["per_image"])) and np.all(result["error"] >= 0)
+    assert result["mean_error"] < 0.1
+    q = trained.encode(IMAGES.astype(np.float32) / 255.0)
+    spacing = float(tf.reduce_min(q.stddev())) / 2
+    half_width = max(6.0, float(tf.reduce_max(tf.abs(q.mean()) + 10 * q.stddev())))
+    brute = brute_force_nll(trained, IMAGES, spacing, half_width)
+    # the window method against the whole box: stated error plus float32 rounding
+    difference = np.abs(result["per_image"] - brute)
+    assert np.all(difference <= result["error"] + 2e-3), (difference, result["error"])
+
+
+def test_bounds_lie_above_the_true_likelihood(trained, result):
+    truth, slack = result["mean"], result["mean_error"] + 1e-3
+    neg_elbo = np.mean([evaluation.heldout_terms(trained, IMAGES, seed=s)["neg_elbo"]
+                        for s in range(10)])
+    iwae = {k: np.mean([evaluation.iwae_nll(trained, IMAGES, k=k, seed=s) for s in range(3)])
+            for k in (1, 10, 100)}
+    assert neg_elbo - truth > -slack  # the inference gap is >= 0
+    assert iwae[1] - truth > -slack
+    assert iwae[10] - truth > -slack
+    assert iwae[100] - truth > -slack
+    assert iwae[100] < iwae[10] < iwae[1]  # and the IWAE bound closes in on it
+    assert iwae[100] - truth < neg_elbo - truth
