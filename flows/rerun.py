@@ -10,7 +10,7 @@ from typing import Literal
 from prefect import flow
 
 from flows.parameters import Draws, PositiveInt
-from tasks import evaluate_model, publish_results, render_figures, write_report
+from tasks import evaluate_model, guard, publish_results, render_figures, write_report
 from vae_model import run
 
 Stage = Literal["evaluate", "figures", "report"]
@@ -22,22 +22,24 @@ def rerun_stage(stage: Stage, run_id: str, artifacts_dir: str = "artifacts",
                 force: bool = False) -> str:
     """Rerun ``stage`` of run ``run_id``; ``force`` ignores the stage's cached result."""
     run_path = run.run_dir(artifacts_dir, run_id)
-    manifest = run.load_manifest(run_path)
-    parameters, data = dict(manifest["parameters"]), manifest["data"]
-    checkpoints = list(manifest["models"].values())
-    evaluations = [str(Path(c) / run.EVALUATION_FILE) for c in checkpoints]
-    figures = sorted(str(p) for p in (run_path / "figures").glob("*.png"))
+    manifest = run.load_manifest(run_path)  # before the lock, which would create the directory
+    with guard.writing(run_path):  # one writer; a failure is recorded in the manifest
+        parameters, data = dict(manifest["parameters"]), manifest["data"]
+        checkpoints = list(manifest["models"].values())
+        evaluations = [str(Path(c) / run.EVALUATION_FILE) for c in checkpoints]
+        figures = sorted(str(p) for p in (run_path / "figures").glob("*.png"))
 
-    if stage == "evaluate":
-        parameters["iwae_k"] = iwae_k or parameters["iwae_k"]
-        parameters["gradient_draws"] = gradient_draws or parameters["gradient_draws"]
-        evaluate = evaluate_model.with_options(refresh_cache=force)
-        evaluations = [evaluate(name, c, data, parameters["iwae_k"], parameters["gradient_draws"])
-                       for name, c in manifest["models"].items()]
-    elif stage == "figures":
-        figures = render_figures.with_options(refresh_cache=force)(
-            checkpoints, evaluations, data, str(run_path), min(parameters["seeds"]),
-            parameters.get("all_model_figures", False))
-    report = write_report.with_options(refresh_cache=force or stage != "report")(
-        str(run_path), checkpoints, evaluations, figures, parameters, data)
-    return publish_results(str(run_path), artifacts_dir, report)
+        if stage == "evaluate":
+            parameters["iwae_k"] = iwae_k or parameters["iwae_k"]
+            parameters["gradient_draws"] = gradient_draws or parameters["gradient_draws"]
+            evaluate = evaluate_model.with_options(refresh_cache=force)
+            evaluations = [evaluate(name, c, data, parameters["iwae_k"],
+                                    parameters["gradient_draws"])
+                           for name, c in manifest["models"].items()]
+        elif stage == "figures":
+            figures = render_figures.with_options(refresh_cache=force)(
+                checkpoints, evaluations, data, str(run_path), min(parameters["seeds"]),
+                parameters.get("all_model_figures", False))
+        report = write_report.with_options(refresh_cache=force or stage != "report")(
+            str(run_path), checkpoints, evaluations, figures, parameters, data)
+        return publish_results(str(run_path), artifacts_dir, report)

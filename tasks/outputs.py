@@ -19,6 +19,7 @@ that never finished (no record: killed, failed) keeps its files, so training sti
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import hashlib
 import os
@@ -36,8 +37,11 @@ MODEL_STATE = "state.json"
 SIBLINGS = {EVALUATION_FILE: (PER_IMAGE_FILE,),
             "report.md": ("report.html", "metrics.json", "comparison.csv", "manifest.json")}
 
-_pending: dict[str, tuple[Path, Path, str]] = {}  # task run id -> (record, run dir, token)
+# task run id -> (record, run dir, token), from the key's computation to the result's commit;
+# a cache hit never commits, so the oldest entries are dropped beyond a bound.
+_pending: collections.OrderedDict[str, tuple[Path, Path, str]] = collections.OrderedDict()
 _pending_lock = threading.Lock()
+_PENDING_BOUND = 10_000
 
 
 def run_of(parameters: dict) -> Path | None:
@@ -157,6 +161,8 @@ def token(task_ctx, parameters: dict, identity: str) -> str:
         new = uuid.uuid4().hex
     with _pending_lock:
         _pending[str(task_ctx.task_run.id)] = (record_path, run, new)
+        while len(_pending) > _PENDING_BOUND:
+            _pending.popitem(last=False)
     hooks = task_ctx.task.on_commit_hooks
     if record_outputs not in hooks:  # the task records what it wrote when its result commits
         hooks.append(record_outputs)

@@ -90,8 +90,12 @@ def hold(run: str | os.PathLike, command: str | None = None):
     """Hold ``run``'s lock for the ``with`` block, creating the directory; raise
     :class:`RunLocked` at once (no waiting) if another process holds it."""
     run = Path(run)
-    run.mkdir(parents=True, exist_ok=True)
-    fd = _open_locked(run)
+    try:
+        run.mkdir(parents=True, exist_ok=True)
+        fd = _open_locked(run)
+    except OSError as err:
+        raise UserInputError(f"cannot write to {run} ({err.strerror}): free disk space, fix its "
+                             "permissions or pass another --artifacts-dir") from None
     if fd is None:
         raise RunLocked(_describe(run, _read_holder(run / LOCK_FILE)))
     try:

@@ -1,0 +1,67 @@
+"""What a flow holds while it writes a run directory: the run's lock (one writer per run), and,
+if the flow fails, a manifest saying so (which stage, the one-line error) instead of a
+directory that says nothing.
+
+Taken in the flow, not the CLI, so that deployment runs (a worker's subprocess) are covered
+too; the CLI only checks the lock early (:func:`vae_model.lock.check_free`) to fail before
+Prefect starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from pathlib import Path
+
+from prefect import Task
+
+from vae_model import lock, registry
+
+STAGE_ATTRIBUTE = "_vae_stage"
+
+
+def _note_stage(task, task_run, state) -> None:
+    """on_failure hook: name the failed task run on its exception, which is the object the flow
+    re-raises (in threads the same one; on Dask a pickled copy, attributes included)."""
+    err = state.result(raise_on_failure=False)
+    if isinstance(err, BaseException) and not hasattr(err, STAGE_ATTRIBUTE):
+        with contextlib.suppress(AttributeError, TypeError):
+            setattr(err, STAGE_ATTRIBUTE, task_run.name)
+
+
+def _install_failure_hook() -> None:
+    """On every pipeline task (idempotent; ``with_options`` copies carry it)."""
+    from tasks import stages
+
+    for candidate in vars(stages).values():
+        if isinstance(candidate, Task) and _note_stage not in candidate.on_failure_hooks:
+            candidate.on_failure_hooks.append(_note_stage)
+
+
+def failed_stage(err: BaseException) -> str:
+    """The task run that raised ``err`` (or one it was raised from), else ``flow``."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if getattr(err, STAGE_ATTRIBUTE, None):
+            return getattr(err, STAGE_ATTRIBUTE)
+        err = err.__cause__ or err.__context__
+    return "flow"
+
+
+@contextlib.contextmanager
+def writing(run_path: str | Path, parameters: dict | None = None):
+    """Hold ``run_path``'s lock for the block (raises :class:`vae_model.lock.RunLocked` at once
+    if another process holds it, having written nothing); if the block fails, record the
+    failure in the run's manifest before re-raising."""
+    _install_failure_hook()
+    started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    with lock.hold(run_path):
+        try:
+            yield Path(run_path)
+        except BaseException as err:
+            error = ("interrupted" if isinstance(err, KeyboardInterrupt)
+                     else registry.one_line(err))
+            with contextlib.suppress(OSError):  # a full disk must not hide the real error
+                registry.record_failure(run_path, failed_stage(err), error, parameters, started)
+            raise
