@@ -70,6 +70,47 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+KEY_COLUMNS = ("Configuration", "Run", "Estimator", "Model", "Pair", "Seed")
+UI_WIDTH = 820  # px: the artifact page's text column in a 1,400 px window (cells do not wrap)
+
+
+def _width(frame: pd.DataFrame, column: str) -> float:
+    chars = max([len(str(column))] + [len(_cell(v, str(column))) for v in frame[column]])
+    return 7.5 * chars + 28
+
+
+def fit_width(title: str, frame: pd.DataFrame, width: float = UI_WIDTH):
+    """[(title, frame)] that fit ``width`` px: a Configuration column with one value moves into
+    the title; a table still too wide is split into several, each repeating the key columns
+    (run, model, estimator...)."""
+    if "Configuration" in frame.columns and len(frame.columns) > 1 and \
+            frame["Configuration"].nunique() == 1:
+        title = f"{title} — {frame['Configuration'].iloc[0]}"
+        frame = frame.drop(columns="Configuration")
+    keys = [c for c in frame.columns if c in KEY_COLUMNS]
+    base = sum(_width(frame, c) for c in keys)
+    chunks, current, used = [], [], base
+    for column in (c for c in frame.columns if c not in keys):
+        if current and used + _width(frame, column) > width:
+            chunks.append(current)
+            current, used = [], base
+        current.append(column)
+        used += _width(frame, column)
+    chunks.append(current)
+    if len(chunks) == 1:
+        return [(title, frame)]
+    return [(title if i == 0 else f"{title} (continued)", frame[keys + chunk])
+            for i, chunk in enumerate(chunks)]
+
+
+def tables_markdown(tables, level: str = "###") -> list[str]:
+    lines = []
+    for title, frame in tables:
+        for part_title, part in fit_width(title, frame):
+            lines += [f"{level} {part_title}", "", markdown_table(part), ""]
+    return lines
+
+
 def _fallback_tables(metrics: dict) -> list[tuple[str, pd.DataFrame]]:
     """Per-estimator summary over seeds, then one row per model, human column names (used
     until :func:`vae_model.report.summary_tables` exists)."""
@@ -124,8 +165,7 @@ def report_markdown(run: Path, metrics: dict, budget: int = REPORT_BUDGET) -> st
         head += [f"**Verdict:** {verdict(metrics)}", ""]
     head += ["Held-out scores on the Fashion-MNIST test images, nats per image (lower is "
              "better); every model is scored with the analytic KL.", ""]
-    for title, frame in summary_tables(metrics):
-        head += [f"### {title}", "", markdown_table(frame), ""]
+    head += tables_markdown(summary_tables(metrics))
     tail = ["", f"Full-size figures and the full report: `{run / 'report.html'}` on the machine "
             "that ran the pipeline."]
     figures = sorted((run / "figures").glob("*.png"), key=_figure_order)
@@ -156,8 +196,9 @@ def history_markdown(chosen: list[dict], configuration: str, figure: bytes) -> s
             "machine, not seed noise.")
     lines = [f"# Runs of configuration `{configuration}`", "",
              f"The last {len(chosen)} complete run(s), newest first in the table. {rule}", "",
-             f"![Trend of held-out scores]({data_uri(figure)})", "",
-             markdown_table(history.table(chosen))]
+             f"![Trend of held-out scores]({data_uri(figure)})", ""]
+    lines += tables_markdown([("Headline numbers, nats per image: mean ± std over seeds",
+                               history.table(chosen))])
     return "\n".join(lines)
 
 
@@ -182,7 +223,7 @@ def build(run: Path, artifacts_root: str, last: int = 20) -> dict:
     title, frame = summary_tables(metrics)[0]
     summary = [f"# VAE run `{run.name}`", ""] + (
         [f"**Verdict:** {verdict(metrics)}", ""] if verdict(metrics) else []) + [
-        f"### {title}", "", markdown_table(frame), "",
+        *tables_markdown([(title, frame)]),
         "Figures and every model: the `vae-report` artifact; on disk "
         f"`{run / 'report.html'}`."]
     return {"report": report_markdown(run, metrics), "summary": "\n".join(summary),

@@ -103,10 +103,11 @@ def test_history_table_newest_first_with_human_columns_and_the_flag(artifacts):
     chosen = history.series(history.runs(artifacts), history.configuration_key(PARAMETERS))
     frame = history.table(chosen)
     assert list(frame["Run"]) == ["e-upgrade", "c-second", "a-first"]
-    assert "analytic KL: −ELBO (nats)" in frame.columns
-    assert frame.loc[0, "analytic KL: −ELBO (nats)"] == "261.70 ± 0.30"
-    assert "analytic KL held-out −ELBO +2.60" in frame.loc[0, "Change vs previous run"]
-    assert "regression" in frame.loc[0, "Change vs previous run"]
+    assert frame.loc[0, "analytic −ELBO"] == "261.70 ± 0.30"
+    assert frame.loc[0, "MC IWAE-100"] == "258.50 ± 0.30"
+    assert frame.loc[0, "Change vs previous run"] == (
+        "**regression**: analytic held-out −ELBO +2.60 (> 1.00); "
+        "**regression**: analytic IWAE +2.60 (> 1.00)")
     assert frame.loc[1, "Change vs previous run"] == "within seed noise"
     assert frame.loc[2, "Change vs previous run"] == "first run"
     assert frame.loc[0, "Packages"] == "TF 2.21.0, Prefect 3.8.8"
@@ -171,3 +172,22 @@ def test_a_tight_budget_shrinks_previews_then_leaves_figures_out_and_says_so(art
     tight = publish.report_markdown(run, metrics, budget=budget)
     assert len(tight.encode()) <= budget + 200  # the note saying what was left out
     assert 0 < len(_images(tight)) < 4 and "Left out to keep the artifact under" in tight
+
+
+def test_wide_tables_are_split_to_fit_the_page_repeating_their_key_columns():
+    import pandas as pd
+
+    frame = pd.DataFrame({"Configuration": ["mlp · z=2"] * 2, "Model": ["analytic-s0", "mc-s0"],
+                          **{f"Score number {i}": ["280.62 ± 0.86", "281.00 ± 0.85"]
+                             for i in range(9)}})
+    parts = publish.fit_width("Per model", frame)
+    assert len(parts) > 1
+    assert parts[0][0] == "Per model — mlp · z=2" and parts[1][0].endswith("(continued)")
+    for _, part in parts:
+        assert list(part.columns)[0] == "Model" and "Configuration" not in part.columns
+        assert sum(publish._width(part, c) for c in part.columns) <= publish.UI_WIDTH
+    shown = [c for _, part in parts for c in part.columns if c != "Model"]
+    assert shown == [f"Score number {i}" for i in range(9)]  # each once, in order
+    narrow = frame.iloc[:, :3]
+    assert [p[1].columns.tolist() for p in publish.fit_width("t", narrow)] == [
+        ["Model", "Score number 0"]]

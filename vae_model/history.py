@@ -34,6 +34,7 @@ MIN_CHANGE = 1.0  # nats per image
 SEED_STDS = 2.0
 METRICS = {"neg_elbo": "held-out −ELBO", "iwae_nll": "IWAE"}
 ESTIMATOR_NAMES = {"analytic": "analytic KL", "monte_carlo": "Monte-Carlo KL"}
+SHORT_NAMES = {"analytic": "analytic", "monte_carlo": "MC"}
 SHORT_PACKAGES = {"tensorflow": "TF", "tensorflow-probability": "TFP", "prefect": "Prefect"}
 
 
@@ -162,8 +163,8 @@ def _estimators(chosen: list[dict]) -> list[str]:
 
 
 def describe_changes(changes: dict) -> str:
-    flagged = [f"{ESTIMATOR_NAMES.get(e, e)} {METRICS[m]} {c['delta']:+.2f} "
-               f"(> {c['tolerance']:.2f}): {c['flag']}"
+    flagged = [f"**{c['flag']}**: {SHORT_NAMES.get(e, e)} {METRICS[m]} {c['delta']:+.2f} "
+               f"(> {c['tolerance']:.2f})"
                for e, metrics in changes.items() for m, c in metrics.items() if c["flag"]]
     if flagged:
         return "; ".join(flagged)
@@ -171,18 +172,20 @@ def describe_changes(changes: dict) -> str:
 
 
 def table(chosen: list[dict]) -> pd.DataFrame:
-    """The series newest first, one row per run; scores as "mean ± std over seeds" (nats)."""
+    """The series newest first, one row per run: scores as "mean ± std over seeds" (nats),
+    the change from the previous run, then date, code and packages."""
     rows = []
     for entry in reversed(chosen):
         k = entry.get("iwae_k")
-        row = {"Run": entry["id"], "Finished (UTC)": _date(entry["date"]),
-               "Code": entry.get("code") or "–", "Packages": _packages(entry["packages"])}
+        row = {"Run": entry["id"]}
         for estimator in _estimators(chosen):
-            name, scores = ESTIMATOR_NAMES.get(estimator, estimator), entry["headline"].get(
+            name, scores = SHORT_NAMES.get(estimator, estimator), entry["headline"].get(
                 estimator, {})
-            row[f"{name}: −ELBO (nats)"] = _mean_std(scores.get("neg_elbo"))
-            row[f"{name}: IWAE-{k or 'K'} (nats)"] = _mean_std(scores.get("iwae_nll"))
+            row[f"{name} −ELBO"] = _mean_std(scores.get("neg_elbo"))
+            row[f"{name} IWAE-{k or 'K'}"] = _mean_std(scores.get("iwae_nll"))
         row["Change vs previous run"] = describe_changes(entry.get("changes", {}))
+        row.update({"Finished (UTC)": _date(entry["date"]), "Code": entry.get("code") or "–",
+                    "Packages": _packages(entry["packages"])})
         rows.append(row)
     return pd.DataFrame(rows)
 
