@@ -14,7 +14,7 @@ DEFAULT_RUN = fake_runs.configs(seeds=(0, 1, 2))  # one configuration, 6 models
 ISSUE_13_SWEEP = fake_runs.configs(seeds=(0,), latent_sizes=(2, 8),
                                    architectures=("mlp", "conv"),
                                    likelihoods=("bernoulli", "continuous_bernoulli"), epochs=1)
-HUGE_SWEEP = fake_runs.configs(seeds=(0, 1), latent_sizes=(2, 3, 4, 5, 6, 8, 16, 32),
+HUGE_SWEEP = fake_runs.configs(seeds=(0,), latent_sizes=(2, 3, 4, 5, 6, 8, 16, 32),
                                architectures=("mlp", "conv"),
                                likelihoods=("bernoulli", "continuous_bernoulli"))
 
@@ -28,7 +28,7 @@ def _pixels(fig):
 def test_figure_size_is_bounded_whatever_the_number_of_models(kind):
     sizes = {}
     for label, configs in [("2 models", DEFAULT_RUN[:2]), ("6 models", DEFAULT_RUN),
-                           ("16 models", ISSUE_13_SWEEP), ("128 models", HUGE_SWEEP)]:
+                           ("16 models", ISSUE_13_SWEEP), ("64 models", HUGE_SWEEP)]:
         pages = figures.build(kind, fake_runs.records(configs))
         assert pages, (kind, label)
         sizes[label] = [_pixels(fig) for fig in pages]
@@ -38,7 +38,7 @@ def test_figure_size_is_bounded_whatever_the_number_of_models(kind):
         for width, height in pages:
             assert 500 <= width <= MAX_WIDTH_PX and 200 <= height <= MAX_HEIGHT_PX, (label, pages)
     assert len(sizes["16 models"]) == 1  # the issue's sweep fits one page per figure
-    assert len(sizes["128 models"]) >= 2  # 32 configurations: paginated, not squeezed
+    assert len(sizes["64 models"]) >= 2  # 32 configurations: paginated, not squeezed
 
 
 def _tagged_likelihoods(ax) -> set[str]:

@@ -58,18 +58,20 @@ def page_path(figures_dir: Path, kind: str, page: int) -> Path:
     return Path(figures_dir) / (f"{kind}.png" if page == 0 else f"{kind}-page{page + 1}.png")
 
 
-def facet_grid(n_facets: int, panel_in: tuple[float, float], max_cols: int = 4):
+def facet_grid(n_facets: int, panel_in: tuple[float, float], max_cols: int = 4,
+               layout: str = "constrained"):
     """A figure of ``n_facets`` panels, at most ``max_cols`` per row, each panel ``panel_in``
     inches (widened so that a figure of one or two panels still has room for its legend, and
     shrunk so that it stays within the width and height caps). Returns the figure and the first
-    ``n_facets`` Axes in reading order; unused cells are removed."""
+    ``n_facets`` Axes in reading order; unused cells are removed. ``layout="compressed"``
+    for panels of fixed aspect (images), which constrained layout would let overflow."""
     width, height = panel_in
     cols = max(1, min(n_facets, max_cols))
     rows = max(1, math.ceil(n_facets / cols))
     width = min(max(width, MIN_WIDTH_IN / cols), MAX_WIDTH_PX / DPI / cols)
     height = min(height, (MAX_HEIGHT_PX / DPI - HEADER_IN) / rows)
     fig, axes = plt.subplots(rows, cols, figsize=(cols * width, rows * height + HEADER_IN),
-                             squeeze=False, layout="constrained")
+                             squeeze=False, layout=layout)
     flat = list(axes.flat)
     for ax in flat[n_facets:]:
         ax.remove()

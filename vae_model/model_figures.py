@@ -96,7 +96,8 @@ def _panel_rows(kind: str, group: dict, drawn: dict, originals: np.ndarray) -> l
 
 def _grid(kind: str, n_facets: int):
     small, large = PANELS[kind]
-    return facet_grid(n_facets, large if n_facets <= 2 else small, MAX_COLS[kind])
+    return facet_grid(n_facets, large if n_facets <= 2 else small, MAX_COLS[kind],
+                      layout="compressed")
 
 
 def _per_configuration(kind: str, groups: list[dict], drawn: dict, originals, records) -> list:
@@ -109,9 +110,9 @@ def _per_configuration(kind: str, groups: list[dict], drawn: dict, originals, re
         for ax, group in zip(axes, page):
             _strips_panel(ax, _panel_rows(kind, group, drawn, originals))
             ax.set_title(f"{group['title']} · {_seeds(group, records)}")
-        what = ("the same test images" if kind == "reconstructions"
-                else "the same z ~ N(0, I) for every model")
-        fig.suptitle(f"{kind.capitalize()} from {what} (decoder mean and a sample)")
+        fig.suptitle("Reconstructions of the same test images: decoder mean, a sample"
+                     if kind == "reconstructions" else
+                     "Generations from the same z ~ N(0, I): decoder mean, a sample")
         figures.append(fig)
     return figures
 
@@ -142,10 +143,9 @@ def _per_model(kind: str, groups: list[dict], drawn: dict, records: dict) -> lis
                        for c, n in enumerate(CLASS_NAMES)]
             fig.legend(handles=handles, loc="outside lower center", frameon=False,
                        ncol=5 if fig.get_figwidth() < 9 else 10)
-            fig.suptitle("Posterior means E[z | x] of the test images by class (first two "
-                         "latent dimensions)")
+            fig.suptitle("Posterior means E[z | x] of the test images by class (z[0], z[1])")
         else:
-            fig.suptitle("Decoder mean over a grid of z (standard-normal quantiles 0.05–0.95)")
+            fig.suptitle("Decoder mean over a grid of z (normal quantiles 0.05–0.95)")
         figures.append(fig)
     return figures
 
