@@ -12,7 +12,7 @@ from flows.grid import model_grid
 from flows.parameters import (Architecture, Draws, Estimator, LearningRate, Likelihood,
                               NonEmpty, PositiveInt, RunId, Seed)
 from flows.recipe import compare_models, default_run_id
-from tasks import verify_data
+from tasks import guard, verify_data
 from vae_model import run
 
 
@@ -37,8 +37,10 @@ def vae_pipeline(
     """Train the seed notebook's VAE on Fashion-MNIST under each KL estimator, for each seed
     (and each architecture, likelihood and latent size listed), and compare the estimators on
     the 10,000 test images; returns the path of the run's report.md."""
-    run_path = run.ensure_writable(run.run_dir(artifacts_dir, run_id or default_run_id()))
-    data = verify_data(data_dir)
-    models = model_grid(dict(flow_run.parameters), data["train_images"])
-    return compare_models(models, data, run_path, artifacts_dir, iwae_k, gradient_draws,
-                          all_model_figures)
+    run_path = run.run_dir(artifacts_dir, run_id or default_run_id())
+    with guard.writing(run_path, dict(flow_run.parameters)):  # one writer; failures recorded
+        run.ensure_writable(run_path)
+        data = verify_data(data_dir)
+        models = model_grid(dict(flow_run.parameters), data["train_images"])
+        return compare_models(models, data, run_path, artifacts_dir, iwae_k, gradient_draws,
+                              all_model_figures)

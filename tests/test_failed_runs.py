@@ -1,0 +1,46 @@
+"""A failed run is recorded, not left as an empty directory (issue 9, case 6): its manifest says
+failed, which stage, and the one-line error; ``latest`` never points at it; a later run of the
+same id completes it."""
+
+import pytest
+from prefect.testing.utilities import prefect_test_harness
+
+from flows.pipeline import vae_pipeline
+from vae_model import UserInputError, registry, run, storage
+
+TINY = dict(epochs=1, batch_size=32, iwae_k=2, gradient_draws=2, seeds=[0],
+            estimators=["analytic"])
+
+
+@pytest.fixture(scope="module")
+def harness():
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
+def test_a_failed_stage_is_recorded_and_a_later_run_completes_the_run(harness, tiny_data,
+                                                                      tmp_path, monkeypatch):
+    root = tmp_path / "artifacts"
+    good = vae_pipeline(**TINY, artifacts_dir=str(root), run_id="good", return_state=True)
+    assert good.is_completed()
+
+    def broken(*args, **kwargs):
+        raise UserInputError("the evaluation data is unusable: fix it")
+    with monkeypatch.context() as patch:
+        patch.setattr(run, "evaluate", broken)
+        state = vae_pipeline(**TINY, artifacts_dir=str(root), run_id="r", return_state=True)
+    assert state.is_failed()
+    manifest = storage.read_json(root / "runs" / "r" / "manifest.json")
+    assert manifest["status"] == "failed"
+    assert manifest["stage"] == "evaluate-analytic-s0"
+    assert manifest["error"] == "the evaluation data is unusable: fix it"
+    assert manifest["parameters"]["run_id"] == "r" and manifest["started_at"]
+    assert (root / "latest").resolve() == root / "runs" / "good"
+    listed = {r["id"]: r for r in registry.list_runs(root)}
+    assert listed["r"]["status"] == "failed" and listed["r"]["locked"] is None
+
+    again = vae_pipeline(**TINY, artifacts_dir=str(root), run_id="r", return_state=True)
+    assert again.is_completed()
+    manifest = storage.read_json(root / "runs" / "r" / "manifest.json")
+    assert manifest["status"] == "complete" and "error" not in manifest
+    assert (root / "latest").resolve() == root / "runs" / "r"
