@@ -24,6 +24,8 @@ N_EXAMPLES = 8
 MANIFOLD_SIZE = 20
 GAP = 6  # px of white between image strips
 # (small-multiple panel, panel when a figure has at most two facets), inches
+# Image strips: per strip (row of images) height, small and large, plus a title line.
+STRIP_IN, TITLE_IN = (0.42, 0.62), 0.45
 PANELS = {"reconstructions": ((4.6, 2.4), (6.0, 3.0)), "generations": ((4.6, 2.0), (6.0, 2.5)),
           "latent": ((3.4, 3.2), (5.2, 4.6)), "manifold": ((3.4, 3.5), (5.4, 5.6))}
 MAX_COLS = {"reconstructions": 3, "generations": 3, "latent": 4, "manifold": 4}
@@ -94,10 +96,14 @@ def _panel_rows(kind: str, group: dict, drawn: dict, originals: np.ndarray) -> l
     return rows
 
 
-def _grid(kind: str, n_facets: int):
+def _grid(kind: str, n_facets: int, strips: int | None = None):
+    """Panels sized for their content: image strips get the height their rows need, so that
+    a one-model figure has no empty band below its three rows."""
     small, large = PANELS[kind]
-    return facet_grid(n_facets, large if n_facets <= 2 else small, MAX_COLS[kind],
-                      layout="compressed")
+    width, height = large if n_facets <= 2 else small
+    if strips:
+        height = TITLE_IN + strips * STRIP_IN[n_facets <= 2]
+    return facet_grid(n_facets, (width, height), MAX_COLS[kind], layout="compressed")
 
 
 def _per_configuration(kind: str, groups: list[dict], drawn: dict, originals, records) -> list:
@@ -106,9 +112,10 @@ def _per_configuration(kind: str, groups: list[dict], drawn: dict, originals, re
     per_page = MAX_COLS[kind] * rows_per_page(small[1])
     figures = []
     for page in pages(groups, per_page):
-        fig, axes = _grid(kind, len(page))
-        for ax, group in zip(axes, page):
-            _strips_panel(ax, _panel_rows(kind, group, drawn, originals))
+        rows = [_panel_rows(kind, group, drawn, originals) for group in page]
+        fig, axes = _grid(kind, len(page), max(len(r) for r in rows))
+        for ax, group, panel_rows in zip(axes, page, rows):
+            _strips_panel(ax, panel_rows)
             ax.set_title(f"{group['title']} · {_seeds(group, records)}")
         fig.suptitle("Reconstructions of the same test images: decoder mean, a sample"
                      if kind == "reconstructions" else
