@@ -83,24 +83,38 @@ def fit_width(title: str, frame: pd.DataFrame, width: float = UI_WIDTH):
     """[(title, frame)] that fit ``width`` px: a Configuration column with one value moves into
     the title; a table still too wide is split into several, each repeating the key columns
     (run, model, estimator...)."""
+    short = title.split(":")[0]
     if "Configuration" in frame.columns and len(frame.columns) > 1 and \
             frame["Configuration"].nunique() == 1:
         title = f"{title} — {frame['Configuration'].iloc[0]}"
         frame = frame.drop(columns="Configuration")
     keys = [c for c in frame.columns if c in KEY_COLUMNS]
+    rest = [c for c in frame.columns if c not in keys]
     base = sum(_width(frame, c) for c in keys)
-    chunks, current, used = [], [], base
-    for column in (c for c in frame.columns if c not in keys):
+    chunks = _pack(frame, rest, width - base)
+    # as many tables, of even widths (no last table holding one column)
+    for limit in range(int(sum(_width(frame, c) for c in rest) / len(chunks)), int(width - base)):
+        even = _pack(frame, rest, limit)
+        if len(even) == len(chunks):
+            chunks = even
+            break
+    if len(chunks) == 1:
+        return [(title, frame)]
+    return [(title if i == 0 else f"{short} (continued)", frame[keys + chunk])
+            for i, chunk in enumerate(chunks)]
+
+
+def _pack(frame: pd.DataFrame, columns: list, width: float) -> list[list]:
+    """Columns in order, into as few groups of at most ``width`` px as greedy packing gives."""
+    chunks, current, used = [], [], 0.0
+    for column in columns:
         if current and used + _width(frame, column) > width:
             chunks.append(current)
-            current, used = [], base
+            current, used = [], 0.0
         current.append(column)
         used += _width(frame, column)
     chunks.append(current)
-    if len(chunks) == 1:
-        return [(title, frame)]
-    return [(title if i == 0 else f"{title} (continued)", frame[keys + chunk])
-            for i, chunk in enumerate(chunks)]
+    return chunks
 
 
 def tables_markdown(tables, level: str = "###") -> list[str]:
@@ -190,10 +204,10 @@ def report_markdown(run: Path, metrics: dict, budget: int = REPORT_BUDGET) -> st
 
 
 def history_markdown(chosen: list[dict], configuration: str, figure: bytes) -> str:
-    rule = (f"A run is flagged when a per-estimator mean moves by more than max({history.MIN_CHANGE:g}"
-            f" nat, {history.SEED_STDS:g} × the seed std) from the previous complete run of this "
-            "configuration; seeds are fixed, so such a move is a change in code, packages or "
-            "machine, not seed noise.")
+    rule = ("A run is flagged when a per-estimator mean moves by more than "
+            f"max({history.MIN_CHANGE:g} nat, {history.SEED_STDS:g} × the seed std) from the "
+            "previous complete run of this configuration; seeds are fixed, so such a move is a "
+            "change in code, packages or machine, not seed noise.")
     lines = [f"# Runs of configuration `{configuration}`", "",
              f"The last {len(chosen)} complete run(s), newest first in the table. {rule}", "",
              f"![Trend of held-out scores]({data_uri(figure)})", ""]

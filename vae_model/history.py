@@ -20,6 +20,7 @@ import io
 import json
 import math
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -217,8 +218,9 @@ def trend_figure(chosen: list[dict], dpi: int = 100) -> bytes:
                     ax.plot(xi, mean, "o", ms=16, mfc="none", mec="red", mew=2)
                     ax.annotate(f"{change['delta']:+.1f}", (xi, mean), xytext=(9, 6),
                                 textcoords="offset points", color="red", fontsize=9)
-    ax.set_xticks(x, [f"{_date(run['date'])[5:]}\n{run['id'][-14:]}" for run in chosen],
-                  fontsize=7)
+    # run ids are "<yyyymmdd>-<hhmmss>-<flow-run name>" by default: the date is on line one
+    ax.set_xticks(x, [f"{_date(run['date'])[5:]}\n{re.sub(r'^[0-9]{8}-[0-9]{6}-', '', run['id'])}"
+                      for run in chosen], fontsize=7)
     ax.set_ylabel("nats per test image\n(lower is better)")
     ax.set_title("Held-out scores of this configuration's runs (mean ± std over seeds)",
                  fontsize=11)
@@ -247,8 +249,9 @@ def write_index(artifacts_root: str | os.PathLike, entries: list[dict]) -> Path:
             f"{esc(ESTIMATOR_NAMES.get(e, e))}: −ELBO {_mean_std(s.get('neg_elbo'))}, "
             f"IWAE {_mean_std(s.get('iwae_nll'))}" for e, s in entry["headline"].items())
         rows.append(f"<tr class='{esc(entry['status'])}'><td>{link}</td><td>{status}</td>"
-                    f"<td>{_date(entry['date'])}</td><td><code>{esc(entry['configuration'] or '–')}"
-                    f"</code></td><td><code>{esc(entry.get('code') or '–')}</code></td>"
+                    f"<td>{_date(entry['date'])}</td>"
+                    f"<td><code>{esc(entry['configuration'] or '–')}</code></td>"
+                    f"<td><code>{esc(entry.get('code') or '–')}</code></td>"
                     f"<td>{scores or '–'}</td></tr>")
     style = ("body{font-family:sans-serif;max-width:1300px;margin:2em auto}"
              "table{border-collapse:collapse;font-size:13px}"
