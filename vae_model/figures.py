@@ -51,12 +51,15 @@ def curves_figure(groups: list[dict], records: dict) -> plt.Figure:
     band, and train -ELBO (mean over seeds) dashed."""
     fig, axes = facet_grid(len(groups), PANELS["curves"], MAX_COLS)
     for ax, group in zip(axes, groups):
-        for estimator, names in group["models"].items():
+        offsets = _spread(len(group["models"]), 0.12)
+        for offset, (estimator, names) in zip(offsets, group["models"].items()):
             colour, histories = estimator_colour(estimator), [records[n]["history"] for n in names]
             epochs, heldout = _by_epoch(histories, "heldout_neg_elbo")
             _, train = _by_epoch(histories, "train_neg_elbo")
             tag(ax.plot(epochs, np.nanmean(train, 0), "--", color=colour, lw=1,
                         marker="x" if len(epochs) == 1 else None), group["likelihood"])
+            if len(epochs) == 1:  # one epoch: the estimators side by side, not on top
+                epochs = epochs + offset
             tag(ax.plot(epochs, np.nanmean(heldout, 0), "-o", color=colour, ms=3, lw=1.6),
                 group["likelihood"])
             if len(names) > 1 and len(epochs) > 1:
@@ -67,7 +70,8 @@ def curves_figure(groups: list[dict], records: dict) -> plt.Figure:
                               alpha=0.5, lw=5), group["likelihood"])
         ax.set_title(group["title"])
         if len(epochs) == 1:  # a locator would label fractions of the one epoch
-            ax.set_xticks(epochs)
+            ax.set_xticks(np.round(epochs))
+            ax.set_xlim(epochs[0] - 0.5, epochs[0] + 0.5)
         else:
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     label_bottom(axes, "epoch")
@@ -145,7 +149,8 @@ def _pair(group: dict, records: dict, metric: str):
 def _short_outcome(differences: list[float], ci95) -> str:
     if len(differences) < 2 or ci95 is None:
         return f"{len(differences)} seed: no interval" if differences else "no pair"
-    return "first better" if ci95[1] < 0 else "second better" if ci95[0] > 0 else "no difference"
+    return ("first better" if ci95[1] < 0 else "second better" if ci95[0] > 0
+            else "no difference detectable")
 
 
 def differences_figure(groups: list[dict], records: dict) -> plt.Figure:

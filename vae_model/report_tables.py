@@ -35,6 +35,11 @@ def fmt(value, digits: int = 2) -> str:
     return f"{value:,.{digits}f}"
 
 
+def signed(value, digits: int = 2) -> str:
+    """A difference, with its sign always shown."""
+    return "–" if _missing(value) else f"{value:+,.{digits}f}"
+
+
 def plus_minus(value, spread, digits: int = 2) -> str:
     if _missing(value):
         return "–"
@@ -81,9 +86,9 @@ def short_verdict(pair: dict | None) -> str:
 def _difference_cell(pair: dict | None) -> str:
     if not pair or _missing(pair.get("mean_difference")):
         return "–"
-    text = f"{pair['mean_difference']:+.2f}"
+    text = signed(pair["mean_difference"])
     if pair.get("ci95"):
-        text += f" ({pair['ci95'][0]:+.2f} to {pair['ci95'][1]:+.2f})"
+        text += f" ({signed(pair['ci95'][0])} to {signed(pair['ci95'][1])})"
     return text
 
 
@@ -150,7 +155,7 @@ def per_seed_table(metrics: dict) -> pd.DataFrame:
             a, b = (SHORT_NAMES.get(e, e) for e in pair["estimators"])
             for seed in pair.get("per_seed", []):
                 rows.append({"Configuration": group["title"], "Pair": f"{a} − {b}",
-                             "Seed": seed["seed"], "Δ −ELBO": fmt(seed.get("difference")),
+                             "Seed": seed["seed"], "Δ −ELBO": signed(seed.get("difference")),
                              "Std. error (test images)": fmt(seed.get("per_image_stderr"))})
     return pd.DataFrame(rows)
 
