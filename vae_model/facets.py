@@ -42,8 +42,9 @@ def _position(value, choices) -> tuple:
 def group(records: dict[str, dict]) -> list[dict]:
     """``records``: model name -> {"estimator", "seed", "configuration", ...}. Returns one group
     per configuration, sorted by :func:`configuration_key`: {"configuration", "title",
-    "likelihood", "varying", "models": {estimator: [names by seed]}}. Titles name only the settings that
-    vary between the groups (all the main ones when there is a single configuration)."""
+    "likelihood", "varying", "models": {estimator: [names by seed]}}. Titles name only the
+    settings that vary between the groups (all the main ones when there is a single
+    configuration)."""
     groups: dict[tuple, dict] = {}
     for name, record in records.items():
         configuration = record["configuration"]

@@ -21,10 +21,9 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from vae_model import facets, statistics
-from vae_model.figure_layout import (DPI, MAX_HEIGHT_PX, MAX_WIDTH_PX, MIN_WIDTH_IN,  # noqa: F401
-                                     estimator_colour, estimator_legend, facet_grid, label_bottom,
-                                     page_path,
-                                     pages, plt, rows_per_page, save, tag)
+from vae_model.figure_layout import (DPI, MAX_WIDTH_PX, MIN_WIDTH_IN, estimator_colour,
+                                     estimator_legend, facet_grid, label_bottom, page_path, pages,
+                                     plt, rows_per_page, save, tag)
 
 MAX_COLS = 4
 PANELS = {"curves": (3.4, 2.6), "scores": (3.4, 2.8), "gradient-variance": (3.4, 2.8)}
@@ -142,8 +141,8 @@ def _pair(group: dict, records: dict, metric: str):
         return []
     (a, names_a), (b, names_b) = list(group["models"].items())[:2]
     by_seed_b = {records[n]["seed"]: n for n in names_b if records[n].get("heldout")}
-    return [records[n]["heldout"][metric] - records[by_seed_b[records[n]["seed"]]]["heldout"][metric]
-            for n in names_a if records[n].get("heldout") and records[n]["seed"] in by_seed_b]
+    return [records[n]["heldout"][metric] - records[by_seed_b[records[n]["seed"]]]["heldout"][
+        metric] for n in names_a if records[n].get("heldout") and records[n]["seed"] in by_seed_b]
 
 
 def _short_outcome(differences: list[float], ci95) -> str:
