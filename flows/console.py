@@ -36,36 +36,30 @@ def fixable(err: BaseException | None) -> BaseException | None:
     return None
 
 
-class _WithoutUserTracebacks(logging.Formatter):
-    """Wraps a handler's formatter. A record whose exception is a user error is formatted from
-    a copy without exc_info/exc_text, so neither this handler prints the traceback nor the
-    others (which format the same record) lose it; ``Formatter.format`` caches the formatted
-    traceback on the record, hence the copy rather than clearing it."""
-
-    def __init__(self, inner: logging.Formatter):
-        super().__init__()
-        self.inner = inner
-
-    def format(self, record: logging.LogRecord) -> str:
-        if record.exc_info and fixable(record.exc_info[1]) is not None:
-            record = copy.copy(record)
-            record.exc_info, record.exc_text, record.stack_info = None, None, None
-        return self.inner.format(record)
+def _without_user_traceback(record: logging.LogRecord) -> logging.LogRecord:
+    """A copy of ``record`` without its traceback if its exception is a user error. A copy:
+    the record is shared with the API log handler, which keeps the traceback for the UI, and
+    ``Formatter.format`` caches the formatted traceback on the record (``exc_text``)."""
+    if record.exc_info and fixable(record.exc_info[1]) is not None:
+        record = copy.copy(record)
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+    return record
 
 
 def quiet_user_tracebacks() -> None:
-    """Install on Prefect's console handlers (idempotent)."""
+    """Make Prefect's console log handler print user errors without their traceback
+    (idempotent). Patched on the class, not on today's handler instances: Prefect configures
+    logging again when its temporary server starts, replacing the instances."""
     from prefect.logging.handlers import PrefectConsoleHandler
-    from prefect.logging.loggers import get_logger
 
-    get_logger()  # make sure Prefect's logging is configured before looking at its handlers
-    for name in [None, *logging.root.manager.loggerDict]:
-        logger = logging.getLogger(name)
-        for handler in getattr(logger, "handlers", []):
-            if isinstance(handler, PrefectConsoleHandler) and not isinstance(
-                    handler.formatter, _WithoutUserTracebacks):
-                handler.setFormatter(_WithoutUserTracebacks(
-                    handler.formatter or logging.Formatter()))
+    if getattr(PrefectConsoleHandler.format, "quiet_user_tracebacks", False):
+        return
+    inner = PrefectConsoleHandler.format
+
+    def format(self, record: logging.LogRecord) -> str:
+        return inner(self, _without_user_traceback(record))
+    format.quiet_user_tracebacks = True
+    PrefectConsoleHandler.format = format
 
 
 def api_url() -> tuple[str | None, str]:

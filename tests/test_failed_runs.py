@@ -2,9 +2,15 @@
 failed, which stage, and the one-line error; ``latest`` never points at it; a later run of the
 same id completes it."""
 
+import time
+
 import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+from prefect.logging.handlers import APILogHandler
 from prefect.testing.utilities import prefect_test_harness
 
+from flows.console import quiet_user_tracebacks
 from flows.pipeline import vae_pipeline
 from vae_model import UserInputError, registry, run, storage
 
@@ -18,6 +24,18 @@ def harness():
         yield
 
 
+def ui_logs(flow_run_id) -> list[str]:
+    """The flow run's log messages as the Prefect UI shows them (sent in the background)."""
+    APILogHandler().flush()
+    for _ in range(60):
+        with get_client(sync_client=True) as client:
+            logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+        if any("UserInputError" in log.message for log in logs):
+            break
+        time.sleep(1)
+    return [log.message for log in logs]
+
+
 def test_a_failed_stage_is_recorded_and_a_later_run_completes_the_run(harness, tiny_data,
                                                                       tmp_path, monkeypatch):
     root = tmp_path / "artifacts"
@@ -26,6 +44,7 @@ def test_a_failed_stage_is_recorded_and_a_later_run_completes_the_run(harness, t
 
     def broken(*args, **kwargs):
         raise UserInputError("the evaluation data is unusable: fix it")
+    quiet_user_tracebacks()  # as the CLI does: off the console, not out of the UI's logs
     with monkeypatch.context() as patch:
         patch.setattr(run, "evaluate", broken)
         state = vae_pipeline(**TINY, artifacts_dir=str(root), run_id="r", return_state=True)
@@ -38,6 +57,7 @@ def test_a_failed_stage_is_recorded_and_a_later_run_completes_the_run(harness, t
     assert (root / "latest").resolve() == root / "runs" / "good"
     listed = {r["id"]: r for r in registry.list_runs(root)}
     assert listed["r"]["status"] == "failed" and listed["r"]["locked"] is None
+    assert "Traceback" in "".join(ui_logs(state.state_details.flow_run_id))
 
     again = vae_pipeline(**TINY, artifacts_dir=str(root), run_id="r", return_state=True)
     assert again.is_completed()

@@ -1,0 +1,101 @@
+"""One writer per run directory (issue 9, case 5): a second process on the same run id stops at
+once with one line naming the holder; a holder killed with SIGKILL never blocks the next run."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from flows.cli import main
+from vae_model import lock, run
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HOLDER = """
+import sys, time
+from vae_model import lock
+with lock.hold(sys.argv[1], command="vae-pipeline run --run-id busy"):
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+@pytest.fixture
+def holder(tmp_path):
+    """Another process writing run 'busy' (as a flow run would, holding its lock)."""
+    path = run.run_dir(tmp_path / "artifacts", "busy")
+    process = subprocess.Popen([sys.executable, "-c", HOLDER, str(path)], cwd=ROOT,
+                               stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline() == "held\n"
+    yield process, path
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+def test_a_second_writer_is_refused_naming_the_holder_and_the_fix(holder):
+    process, path = holder
+    with pytest.raises(lock.RunLocked) as refused:
+        with lock.hold(path):
+            pass
+    message = str(refused.value)
+    assert f"pid {process.pid} on host {socket.gethostname()} since 20" in message
+    assert "wait for it to finish, or pick another --run-id" in message
+    assert lock.holder(path)["command"] == "vae-pipeline run --run-id busy"
+
+
+def test_the_cli_stops_at_once_with_one_line(holder, tmp_path, capsys):
+    process, _ = holder
+    code = main(["run", "--run-id", "busy", "--artifacts-dir", str(tmp_path / "artifacts"),
+                 "--epochs", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"vae-pipeline: error: run busy is being written by pid {process.pid}")
+
+
+def test_a_holder_killed_with_sigkill_never_blocks(holder):
+    process, path = holder
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert lock.holder(path) is None
+    with lock.hold(path) as info:
+        assert info["pid"] == os.getpid()
+        assert lock.holder(path) is not None  # seen as held from another open file
+    assert (path / lock.LOCK_FILE).read_text() == ""  # no stale name after release
+
+
+def test_a_flow_run_on_the_id_of_a_killed_run_completes(tiny_data, tmp_path):
+    """A real pipeline process on run 'r', SIGKILLed while training; the same run id again
+    resumes and completes (the lock of the dead process is gone with it)."""
+    artifacts = tmp_path / "artifacts"
+    args = ["run", "--run-id", "r", "--artifacts-dir", str(artifacts), "--epochs", "30",
+            "--batch-size", "32", "--iwae-k", "2", "--gradient-draws", "2", "--seeds", "0",
+            "--estimators", "analytic"]
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")  # its own temporary server
+    env["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "300"  # a busy machine
+    script = ("import sys; from tests.conftest import write_tiny_dataset; from pathlib import "
+              "Path; from vae_model import data; data.CANONICAL = write_tiny_dataset("
+              "Path(sys.argv[1])); from flows.cli import main; sys.exit(main(sys.argv[2:]))")
+    log = tmp_path / "killed.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen([sys.executable, "-c", script, str(tiny_data), *args],
+                                   cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    state = artifacts / "runs" / "r" / "models" / "analytic-s0" / "state.json"
+    deadline = time.monotonic() + 600
+    while not state.exists():
+        assert process.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline, "training never wrote a checkpoint"
+        time.sleep(0.05)
+    assert lock.holder(artifacts / "runs" / "r")["pid"] == process.pid
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+    from prefect.settings import (PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+                                  temporary_settings)
+    with temporary_settings({PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: 300}):
+        assert main(args) == 0
+    assert (artifacts / "runs" / "r" / "report.md").is_file()
