@@ -92,12 +92,13 @@ def fit_width(title: str, frame: pd.DataFrame, width: float = UI_WIDTH):
     rest = [c for c in frame.columns if c not in keys]
     base = sum(_width(frame, c) for c in keys)
     chunks = _pack(frame, rest, width - base)
-    # as many tables, of even widths (no last table holding one column)
-    for limit in range(int(sum(_width(frame, c) for c in rest) / len(chunks)), int(width - base)):
-        even = _pack(frame, rest, limit)
-        if len(even) == len(chunks):
-            chunks = even
-            break
+    if len(chunks) > 1 and len(chunks[-1]) == 1:  # rather as many tables of even widths
+        for limit in range(int(sum(_width(frame, c) for c in rest) / len(chunks)),
+                           int(width - base)):
+            even = _pack(frame, rest, limit)
+            if len(even) == len(chunks):
+                chunks = even
+                break
     if len(chunks) == 1:
         return [(title, frame)]
     return [(title if i == 0 else f"{short} (continued)", frame[keys + chunk])
@@ -211,8 +212,13 @@ def history_markdown(chosen: list[dict], configuration: str, figure: bytes) -> s
     lines = [f"# Runs of configuration `{configuration}`", "",
              f"The last {len(chosen)} complete run(s), newest first in the table. {rule}", "",
              f"![Trend of held-out scores]({data_uri(figure)})", ""]
-    lines += tables_markdown([("Headline numbers, nats per image: mean ± std over seeds",
-                               history.table(chosen))])
+    k = chosen[-1].get("iwae_k") if chosen else None
+    lines += tables_markdown([(f"Held-out −ELBO and IWAE-{k or 'K'}, nats per image: mean ± "
+                               "std over seeds", history.table(chosen))])
+    flagged = [f"- `{run['id']}`: {history.describe_changes(run['changes'])}"
+               for run in reversed(chosen) if history.describe_changes(run.get("changes", {}))]
+    if flagged:
+        lines += ["### Flagged changes", "", *flagged]
     return "\n".join(lines)
 
 

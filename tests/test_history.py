@@ -104,12 +104,16 @@ def test_history_table_newest_first_with_human_columns_and_the_flag(artifacts):
     frame = history.table(chosen)
     assert list(frame["Run"]) == ["e-upgrade", "c-second", "a-first"]
     assert frame.loc[0, "analytic −ELBO"] == "261.70 ± 0.30"
-    assert frame.loc[0, "MC IWAE-100"] == "258.50 ± 0.30"
-    assert frame.loc[0, "Change vs previous run"] == (
-        "**regression**: analytic held-out −ELBO +2.60 (> 1.00); "
-        "**regression**: analytic IWAE +2.60 (> 1.00)")
-    assert frame.loc[1, "Change vs previous run"] == "within seed noise"
-    assert frame.loc[2, "Change vs previous run"] == "first run"
+    assert frame.loc[0, "MC IWAE"] == "258.50 ± 0.30"
+    assert frame.loc[0, "Change"] == "**regression**"
+    assert history.describe_changes(chosen[-1]["changes"]) == (
+        "regression: analytic held-out −ELBO +2.60 (> 1.00); "
+        "regression: analytic IWAE +2.60 (> 1.00)")
+    assert frame.loc[1, "Change"] == "within seed noise"
+    assert frame.loc[2, "Change"] == "first run"
+    markdown = publish.history_markdown(chosen, "key", history.trend_figure(chosen))
+    assert "- `e-upgrade`: regression: analytic held-out −ELBO +2.60" in markdown
+    assert "`c-second`:" not in markdown
     assert frame.loc[0, "Packages"] == "TF 2.21.0, Prefect 3.8.8"
 
 

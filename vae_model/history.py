@@ -164,11 +164,16 @@ def _estimators(chosen: list[dict]) -> list[str]:
 
 
 def describe_changes(changes: dict) -> str:
-    flagged = [f"**{c['flag']}**: {SHORT_NAMES.get(e, e)} {METRICS[m]} {c['delta']:+.2f} "
-               f"(> {c['tolerance']:.2f})"
-               for e, metrics in changes.items() for m, c in metrics.items() if c["flag"]]
-    if flagged:
-        return "; ".join(flagged)
+    """The flagged moves in words, e.g. "regression: analytic held-out −ELBO +3.02 (> 1.00)"."""
+    return "; ".join(f"{c['flag']}: {SHORT_NAMES.get(e, e)} {METRICS[m]} {c['delta']:+.2f} "
+                     f"(> {c['tolerance']:.2f})"
+                     for e, metrics in changes.items() for m, c in metrics.items() if c["flag"])
+
+
+def change_label(changes: dict) -> str:
+    flags = {c["flag"] for metrics in changes.values() for c in metrics.values() if c["flag"]}
+    if flags:
+        return " and ".join(f"**{flag}**" for flag in sorted(flags, reverse=True))
     return "within seed noise" if changes else "first run"
 
 
@@ -177,14 +182,13 @@ def table(chosen: list[dict]) -> pd.DataFrame:
     the change from the previous run, then date, code and packages."""
     rows = []
     for entry in reversed(chosen):
-        k = entry.get("iwae_k")
         row = {"Run": entry["id"]}
         for estimator in _estimators(chosen):
             name, scores = SHORT_NAMES.get(estimator, estimator), entry["headline"].get(
                 estimator, {})
             row[f"{name} −ELBO"] = _mean_std(scores.get("neg_elbo"))
-            row[f"{name} IWAE-{k or 'K'}"] = _mean_std(scores.get("iwae_nll"))
-        row["Change vs previous run"] = describe_changes(entry.get("changes", {}))
+            row[f"{name} IWAE"] = _mean_std(scores.get("iwae_nll"))
+        row["Change"] = change_label(entry.get("changes", {}))
         row.update({"Finished (UTC)": _date(entry["date"]), "Code": entry.get("code") or "–",
                     "Packages": _packages(entry["packages"])})
         rows.append(row)
