@@ -117,3 +117,40 @@ def test_written_files_get_the_mode_the_umask_gives(tmp_path, umask, mode):
                    preexec_fn=lambda: os.umask(umask))
     assert target.stat().st_mode & 0o777 == mode
     assert target.parent.stat().st_mode & 0o777 == 0o777 & ~umask
+
+
+def _cli(tmp_path, *args, **env):
+    import os
+    environment = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    environment.update(PREFECT_HOME=str(tmp_path / "prefect-home"),
+                       PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="300", **env)
+    return subprocess.run([str(Path(sys.executable).parent / "vae-pipeline"), *args],
+                          cwd=ROOT, env=environment, capture_output=True, text=True, timeout=900)
+
+
+def test_an_unreachable_prefect_api_is_one_line_naming_the_url_and_both_fixes(tmp_path):
+    done = _cli(tmp_path, "run", "--epochs", "1", "--artifacts-dir", str(tmp_path / "a"),
+                PREFECT_API_URL="http://127.0.0.1:9/api")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert done.stderr.strip().splitlines()[-1] == (
+        "vae-pipeline: error: cannot reach the Prefect API at http://127.0.0.1:9/api "
+        "(ConnectError): start that server (prefect server start), or unset PREFECT_API_URL "
+        "to use a temporary local one")
+
+
+def test_a_corrupt_file_found_through_the_environment_is_one_line_and_a_failed_run(tmp_path):
+    """Found inside the flow (verify-data), not by the CLI's --data-dir check: the terminal
+    gets Prefect's log lines but no traceback, then the error; the run records the failure."""
+    from vae_model import data
+    corrupt = tmp_path / "fashion"
+    corrupt.mkdir()
+    for spec in data.CANONICAL.values():
+        (corrupt / f"{spec.filename}.gz").write_bytes(b"not gzip")
+    done = _cli(tmp_path, "run", "--epochs", "1", "--run-id", "bad", "--artifacts-dir",
+                str(tmp_path / "a"), FASHION_MNIST_DIR=str(corrupt))
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    (last,) = [line for line in done.stderr.splitlines() if line.startswith("vae-pipeline:")]
+    assert last.startswith("vae-pipeline: error: ") and "truncated" in last
+    manifest = storage.read_json(tmp_path / "a" / "runs" / "bad" / "manifest.json")
+    assert (manifest["status"], manifest["stage"]) == ("failed", "verify-data")
+    assert manifest["error"] == last.removeprefix("vae-pipeline: error: ")
