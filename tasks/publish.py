@@ -92,7 +92,8 @@ def fit_width(title: str, frame: pd.DataFrame, width: float = UI_WIDTH):
     rest = [c for c in frame.columns if c not in keys]
     base = sum(_width(frame, c) for c in keys)
     chunks = _pack(frame, rest, width - base)
-    if len(chunks) > 1 and len(chunks[-1]) == 1:  # rather as many tables of even widths
+    last = sum(_width(frame, c) for c in chunks[-1])
+    if len(chunks) > 1 and last < (width - base) / 4:  # rather as many tables of even widths
         for limit in range(int(sum(_width(frame, c) for c in rest) / len(chunks)),
                            int(width - base)):
             even = _pack(frame, rest, limit)
