@@ -3,7 +3,8 @@ ratios are meaningful on a noisy, shared machine.
 
 Prints, in order:
   (a) roof: GFLOP/s of the MLP step's own matrix products (batch 64, forward and backward, the
-      same shapes, in one XLA-compiled loop): what a step could reach if it were only products;
+      same shapes, in one XLA-compiled loop): what a step could reach if it were only products
+      (timed in turns with (b), so that the fraction compares like with like);
   (b) single-model MLP training img/s, fast step (what ``training.fit`` runs) and the reference
       step (``Trainer.run_steps``), and the fraction of the roof the fast step reaches;
   (c) aggregate img/s of the default run's models (3 seeds x 2 estimators) trained the way the
@@ -70,9 +71,10 @@ def best_rate(run, work: float, rounds: int) -> float:
     return work / min(seconds(run) for _ in range(rounds))
 
 
-def roof_gflops(products, rounds: int, repeats: int = 200) -> float:
+def roof_probe(products, repeats: int = 200):
     """The step's products alone, ``repeats`` times in one XLA loop (an operand shifted by the
-    loop counter, so that XLA cannot hoist the products out of the loop)."""
+    loop counter, so that XLA cannot hoist the products out of the loop); returns the probe
+    and its GFLOP."""
     operands = [(tf.random.normal([m, k]), tf.random.normal([k, n]) / k) for m, k, n in products]
 
     @tf.function(jit_compile=True)
@@ -84,7 +86,7 @@ def roof_gflops(products, rounds: int, repeats: int = 200) -> float:
                 total += tf.matmul(a + shift, b)[0, 0]
         return total
 
-    return best_rate(lambda: products_only().numpy(), flops(products) * repeats / 1e9, rounds)
+    return (lambda: products_only().numpy()), flops(products) * repeats / 1e9
 
 
 def chunk_loop(runner, images: np.ndarray, config: ModelConfig, steps: int, chunk: int):
@@ -98,18 +100,22 @@ def chunk_loop(runner, images: np.ndarray, config: ModelConfig, steps: int, chun
     return run
 
 
-def trained_rates(images, architecture: str, steps: int, chunk: int, rounds: int) -> dict:
-    """img/s of the chunk runner ``fit`` uses and of the reference chunk, timed in turns."""
+def trained_rates(images, architecture: str, steps: int, chunk: int, rounds: int,
+                  probes: dict | None = None) -> dict:
+    """img/s of the chunk runner ``fit`` uses and of the reference chunk, and work/s of any
+    other ``probes`` ({name: (run, work)}), timed in turns so that all see the same load."""
     config = ModelConfig(architecture=architecture, batch_size=BATCH)
     trainer = training.Trainer(config)
     runners = {"fit": trainer.chunk_runner(), "reference": trainer.run_steps}
-    loops = {name: chunk_loop(r, images, config, steps, chunk) for name, r in runners.items()}
-    for loop in loops.values():
-        loop()  # compile
-    best = {name: 0.0 for name in loops}
+    timed = {name: (chunk_loop(r, images, config, steps, chunk), steps * BATCH)
+             for name, r in runners.items()}
+    timed.update(probes or {})
+    for run, _ in timed.values():
+        run()  # compile
+    best = {name: 0.0 for name in timed}
     for _ in range(rounds):
-        for name, loop in loops.items():
-            best[name] = max(best[name], steps * BATCH / seconds(loop))
+        for name, (run, work) in timed.items():
+            best[name] = max(best[name], work / seconds(run))
     return best
 
 
@@ -184,11 +190,10 @@ def main() -> None:
 
     products = step_products(ModelConfig())
     step_mflop = flops(products) / 1e6
-    roof = roof_gflops(products, rounds)
+    mlp = trained_rates(images, "mlp", steps, chunk, rounds, {"roof": roof_probe(products)})
+    roof = mlp["roof"]
     print(f"(a) roof: the MLP step's {len(products)} matrix products ({step_mflop:.0f} MFLOP "
           f"per step of {BATCH}) alone run at {roof:,.0f} GFLOP/s")
-
-    mlp = trained_rates(images, "mlp", steps, chunk, rounds)
     fraction = mlp["fit"] * step_mflop / BATCH / 1e3 / roof
     print(f"(b) mlp, one model: fast step {mlp['fit']:,.0f} img/s, reference step "
           f"{mlp['reference']:,.0f} img/s ({mlp['fit'] / mlp['reference']:.2f}x); "
