@@ -9,6 +9,9 @@ from pathlib import Path
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+# Prefect's temporary server gets 20 s to start by default; on a busy 2-core machine that is
+# not always enough, and the failure would be a traceback.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 from vae_model.config import ARCHITECTURES, ESTIMATORS, LIKELIHOODS, ModelConfig  # noqa: E402
 

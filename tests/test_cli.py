@@ -44,3 +44,16 @@ def test_rerun_of_a_missing_run_says_so(capsys, tmp_path):
     code = main(["rerun", "figures", "--run-id", "nope", "--artifacts-dir", str(tmp_path)])
     assert code == 2
     assert "no manifest.json" in capsys.readouterr().err
+
+
+def test_rerun_of_a_failed_run_names_the_failed_stage(capsys, tmp_path):
+    from vae_model import storage
+    run = tmp_path / "runs" / "broken"
+    storage.write_json(run / "manifest.json", {"run_id": "broken", "status": "failed",
+                                               "stage": "train-analytic-s0",
+                                               "error": "-ELBO became nan"})
+    code = main(["rerun", "report", "--run-id", "broken", "--artifacts-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "run broken failed at stage train-analytic-s0 (-ELBO became nan)" in err
+    assert "vae-pipeline run --run-id broken" in err

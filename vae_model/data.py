@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vae_model import UserInputError
+from vae_model import UserInputError, storage
 
 CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
@@ -130,6 +130,7 @@ def fetch_canonical(cache_dir: Path, spec: dict | None = None, url: str | None =
                 while chunk := response.read(1 << 20):
                     out.write(chunk)
             read_idx(Path(tmp), fs, shown_name=target.name)
+            os.chmod(tmp, storage.FILE_MODE)  # mkstemp's 0600 would hide it from other users
             os.replace(tmp, target)
         finally:
             if os.path.exists(tmp):

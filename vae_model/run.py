@@ -17,8 +17,11 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from vae_model import UserInputError, data, evaluation, storage, training
+from vae_model import UserInputError, data, storage
 from vae_model.config import ESTIMATORS, ModelConfig, require_positive_int
+
+# TensorFlow (training, evaluation) is imported where a stage runs, not here: the CLI imports
+# this module to check its input, and its one-line errors should not wait for TensorFlow.
 
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 EVALUATION_FILE = "evaluation.json"
@@ -42,7 +45,13 @@ def load_manifest(run: Path) -> dict:
     if not manifest.exists():
         raise UserInputError(f"{run} has no manifest.json (no complete run there): run the "
                              f"pipeline with --run-id {run.name} to finish it first")
-    return storage.read_json(manifest)
+    content = storage.read_json(manifest)
+    if "models" not in content:  # written by a failed run that never completed
+        raise UserInputError(
+            f"run {run.name} failed at stage {content.get('stage', '?')} "
+            f"({content.get('error', 'no error recorded')}): finish it with "
+            f"'vae-pipeline run --run-id {run.name}' first")
+    return content
 
 
 def ensure_writable(directory: Path) -> Path:
@@ -68,10 +77,11 @@ def verify_data(data_dir: str | None = None) -> dict:
 
 
 def train(config: ModelConfig, data_dir: str | None, run: Path,
-          on_progress: Callable[[training.Progress], None] | None = None,
+          on_progress: Callable[["training.Progress"], None] | None = None,
           steps_per_chunk: int = 250) -> Path:
     """Train (or resume) one model into ``models/<name>``, with TensorBoard summaries there
     (per-epoch scalars; images after training); returns that directory."""
+    from vae_model import training
     from vae_model.tensorboard import EpochSummaries
 
     dataset = data.load(data_dir)
@@ -97,6 +107,8 @@ def evaluate(checkpoint_dir: str | os.PathLike, data_dir: str | None, iwae_k: in
     gradient variance of both estimators at the trained weights. Writes ``per_image.csv``
     (one row per test image) and then ``evaluation.json`` beside the model."""
     require_positive_int("iwae_k", iwae_k)  # before the model and data are loaded
+    from vae_model import evaluation, training
+
     checkpoint_dir = Path(checkpoint_dir)
     model, state = training.load_model(checkpoint_dir)
     seed = state["config"]["seed"] if seed is None else seed
@@ -143,7 +155,7 @@ def render_figures(checkpoint_dirs: list[str], data_dir: str | None, run: Path,
                    seed: int = 0, all_models: bool = False) -> list[Path]:
     """The run's figures (see :mod:`vae_model.figures`): image figures for the lowest seed of
     each configuration and estimator, or for every model with ``all_models``."""
-    from vae_model import figures  # matplotlib only where figures are drawn
+    from vae_model import figures, training  # matplotlib only where figures are drawn
 
     dataset = data.load(data_dir)
     records, directories = {}, {}
