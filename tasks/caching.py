@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
 from pathlib import Path
 
 from prefect.cache_policies import INPUTS, TASK_SOURCE, CacheKeyFnPolicy
@@ -18,11 +19,38 @@ MODEL_STATE = "state.json"  # a model directory changes exactly when this file d
 _PACKAGE_DIR = Path(vae_model.__file__).parent
 
 
+# ``run`` holds every stage's function and imports each stage's modules inside it: following
+# its imports would make a figure change retrain the models.
+_NOT_FOLLOWED = ("run",)
+_IMPORT = re.compile(r"^[ \t]*from vae_model(?:\.(\w+))? import (?:\(([\w,\s]+)\)|([\w, \t]+))|"
+                     r"^[ \t]*import vae_model\.(\w+)", re.MULTILINE)
+
+
+def vae_model_imports(module: str) -> set[str]:
+    """The ``vae_model`` modules that ``module``'s source imports, at any depth of its code."""
+    found = set()
+    source = (_PACKAGE_DIR / f"{module}.py").read_text()
+    for submodule, grouped, names, plain in _IMPORT.findall(source):
+        named = submodule or plain
+        candidates = [named] if named else [n.strip() for n in (grouped or names).split(",")]
+        found |= {c for c in candidates if c and (_PACKAGE_DIR / f"{c}.py").is_file()}
+    return found
+
+
 @functools.cache
 def code_version(*modules: str) -> str:
+    """SHA-256 over the source of ``modules`` and every vae_model module they import, so a
+    stage's cache follows the code it runs, however that code is split into modules."""
+    closure, todo = set(), list(modules)
+    while todo:
+        module = todo.pop()
+        if module not in closure:
+            closure.add(module)
+            if module not in _NOT_FOLLOWED:
+                todo.extend(vae_model_imports(module))
     digest = hashlib.sha256()
-    for module in sorted(modules):
-        digest.update((_PACKAGE_DIR / f"{module}.py").read_bytes())
+    for module in sorted(closure):
+        digest.update(module.encode() + (_PACKAGE_DIR / f"{module}.py").read_bytes())
     return digest.hexdigest()
 
 

@@ -15,7 +15,8 @@ from tasks.caching import policy
 from vae_model import UserInputError, report, run
 from vae_model.config import ModelConfig
 
-TRAINING_MODULES = ("config", "data", "networks", "objectives", "training", "evaluation", "run")
+# the modules each stage runs; the cache key also covers every vae_model module they import
+TRAINING_MODULES = ("training", "tensorboard", "data", "run")
 
 
 def _model_name() -> str:
@@ -65,7 +66,7 @@ def train_model(settings: dict, data_facts: dict, run_dir: str) -> str:
 
 
 @task(task_run_name="evaluate-{model_name}",
-      cache_policy=policy("data", "networks", "objectives", "evaluation", "run", "training"),
+      cache_policy=policy("evaluation", "reference", "training", "data", "run"),
       persist_result=True, tags=["evaluation"])
 def evaluate_model(model_name: str, checkpoint_dir: str, data_facts: dict, iwae_k: int,
                    gradient_draws: int) -> str:
@@ -84,7 +85,7 @@ def evaluate_model(model_name: str, checkpoint_dir: str, data_facts: dict, iwae_
 
 
 @task(name="render-figures", task_run_name="render-figures",
-      cache_policy=policy("figures", "networks", "training", "data", "run"), persist_result=True,
+      cache_policy=policy("figures", "training", "data", "run"), persist_result=True,
       tags=["figures"])
 def render_figures(checkpoint_dirs: list[str], evaluation_paths: list[str], data_facts: dict,
                    run_dir: str, seed: int, all_models: bool = False) -> list[str]:
@@ -97,7 +98,7 @@ def render_figures(checkpoint_dirs: list[str], evaluation_paths: list[str], data
 
 
 @task(name="write-report", task_run_name="write-report",
-      cache_policy=policy("report", "config", "run"), persist_result=True, tags=["report"])
+      cache_policy=policy("report", "run"), persist_result=True, tags=["report"])
 def write_report(run_dir: str, checkpoint_dirs: list[str], evaluation_paths: list[str],
                  figure_paths: list[str], parameters: dict, data_facts: dict) -> str:
     timings = {Path(p).parent.name: run.storage.read_json(p)["timings"] for p in evaluation_paths}

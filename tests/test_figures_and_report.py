@@ -2,6 +2,8 @@ import struct
 import subprocess
 import sys
 
+from pathlib import Path
+
 import pytest
 
 from tests.conftest import write_tiny_dataset
@@ -106,3 +108,25 @@ def test_mark_latest_points_at_the_run(tmp_path):
     link = report.mark_latest(tmp_path, target)
     assert link.resolve() == target
     report.mark_latest(tmp_path, target)  # replacing is fine
+
+
+
+def test_report_names_only_figures_that_exist_and_refuses_a_manifest_for_a_broken_run(
+        tmp_path):
+    from tests import fake_runs
+    from vae_model import UserInputError
+    run = tmp_path / "runs" / "r"
+    directories = [str(d) for d in fake_runs.write_model_dirs(run, fake_runs.configs(seeds=(0,)))]
+    drawn = run / "figures" / "curves.png"
+    storage.write_bytes(drawn, b"png")
+    gone = run / "figures" / "scores.png"  # deleted after it was drawn
+    report.write_report(run, directories, {"seeds": [0]}, {}, [str(drawn), str(gone)], {})
+    text = (run / "report.md").read_text()
+    assert "curves.png" in text and "scores.png" not in text
+    assert storage.read_json(run / "manifest.json")["status"] == "complete"
+
+    (run / "manifest.json").unlink()
+    (Path(directories[0]) / "evaluation.json").unlink()
+    with pytest.raises((UserInputError, OSError)):
+        report.write_report(run, directories, {"seeds": [0]}, {}, [str(drawn)], {})
+    assert not (run / "manifest.json").exists()

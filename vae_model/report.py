@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from vae_model import facets, statistics, storage
+from vae_model import UserInputError, facets, registry, statistics, storage
 from vae_model.config import ModelConfig
 from vae_model.report_tables import fmt, model_records, summary_tables, verdict_sentences
 from vae_model.run import EVALUATION_FILE, PER_IMAGE_FILE
@@ -133,10 +133,17 @@ def write_report(run: Path, checkpoint_dirs: list[str], parameters: dict, data_f
     metrics["run_id"] = run.name
     storage.write_json(run / "metrics.json", metrics)
     storage.write_text(run / "comparison.csv", comparison_table(metrics).to_csv(index=False))
-    figures = sorted(map(Path, figure_paths), key=figure_order)
+    # a report never names a figure that is not there (deleted since it was drawn)
+    figures = sorted((Path(p) for p in figure_paths if Path(p).is_file()), key=figure_order)
     blocks = _blocks(run, metrics, parameters, data_facts, figures)
     storage.write_text(run / "report.md", _markdown(blocks))
     storage.write_text(run / "report.html", _html(run.name, blocks))
+    listed = [*figures, "metrics.json", "comparison.csv", "report.md", "report.html",
+              *(Path(d) / name for d in checkpoint_dirs for name in ("state.json", EVALUATION_FILE))]
+    missing = registry.missing_files(run, listed)
+    if missing:
+        raise UserInputError(f"run {run.name} is not whole ({len(missing)} file(s) missing, "
+                             f"e.g. {missing[0]}): rerun with --run-id {run.name}")
     storage.write_json(run / "manifest.json", {
         "run_id": run.name, "status": "complete",
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
