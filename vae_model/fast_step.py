@@ -68,23 +68,24 @@ def negative_elbo_terms(weights: list[tf.Tensor], x: tf.Tensor, monte_carlo: tf.
     return tf.where(monte_carlo, sampled, analytic), reconstruction
 
 
-class AdamSettings:
-    """Keras Adam's constants (tf_keras 2.x defaults unless the optimizer says otherwise)."""
+def adam_constants(optimizer) -> tf.Tensor:
+    """Keras Adam's constants as one tensor: an argument of the compiled chunk, not constants
+    baked into it, so one compiled program serves every model. ``1 - beta`` is rounded from
+    float64 as Keras rounds it (1 - float32(0.999) differs from it by 1e-5, relatively)."""
+    beta_1, beta_2 = float(optimizer.beta_1), float(optimizer.beta_2)
+    return tf.constant([beta_1, beta_2, float(optimizer.epsilon), 1 - beta_1, 1 - beta_2],
+                       tf.float32)
 
-    def __init__(self, optimizer):
-        self.beta_1, self.beta_2 = float(optimizer.beta_1), float(optimizer.beta_2)
-        self.epsilon = float(optimizer.epsilon)
 
-
-def adam_update(theta, m, v, gradient, step, learning_rate, adam: AdamSettings):
-    """One Adam step exactly as tf_keras computes it (same expressions, same order), over the
-    whole flat vector at once; ``step`` counts from 1, ``learning_rate`` broadcasts over rows."""
+def adam_update(theta, m, v, gradient, step, learning_rate, adam: tf.Tensor):
+    """One Adam step exactly as tf_keras computes it (same expressions, same order), over one
+    weight tensor; ``step`` counts from 1, ``adam`` is :func:`adam_constants`."""
+    beta_1, beta_2, epsilon, one_minus_beta_1, one_minus_beta_2 = tf.unstack(adam)
     step = tf.cast(step, tf.float32)
-    alpha = (learning_rate * tf.sqrt(1 - tf.pow(adam.beta_2, step))
-             / (1 - tf.pow(adam.beta_1, step)))
-    m = m + (gradient - m) * (1 - adam.beta_1)
-    v = v + (tf.square(gradient) - v) * (1 - adam.beta_2)
-    theta = theta - (m * alpha) / (tf.sqrt(v) + adam.epsilon)
+    alpha = learning_rate * tf.sqrt(1 - tf.pow(beta_2, step)) / (1 - tf.pow(beta_1, step))
+    m = m + (gradient - m) * one_minus_beta_1
+    v = v + (tf.square(gradient) - v) * one_minus_beta_2
+    theta = theta - (m * alpha) / (tf.sqrt(v) + epsilon)
     return theta, m, v
 
 
@@ -102,12 +103,34 @@ def loss_and_gradient(weights: list[tf.Tensor], images: tf.Tensor, monte_carlo, 
 
 
 def adam_updates(weights, momentums, velocities, gradients, step, learning_rate,
-                 adam: AdamSettings):
+                 adam: tf.Tensor):
     """``adam_update`` for every weight tensor; returns the new (weights, momentums,
     velocities) lists."""
     updated = [adam_update(w, m, v, g, step, learning_rate, adam)
                for w, m, v, g in zip(weights, momentums, velocities, gradients)]
     return tuple([u[i] for u in updated] for i in range(3))
+
+
+@tf.function(jit_compile=True)
+def train_chunk(weights, momentums, velocities, first_step, learning_rate, adam, monte_carlo,
+                batches, seeds):
+    """Fast steps over batches[i] with seeds[i], in order, from Adam step ``first_step``:
+    returns every step's loss and the new (weights, momentums, velocities). Model state comes in
+    and goes out as tensors, so this is compiled once per shape and serves every model of a run
+    (XLA takes seconds to compile it: once per model would cost more than an epoch)."""
+    # Tensors, not variables, through the loop: XLA updates them in place, and each weight's
+    # Adam update is one fused pass over it.
+    latent_size = weights[len(weights) // 2 - 1].shape[-1] // 2  # the encoder's last layer
+    steps, batch = tf.shape(batches)[0], batches.shape[1]
+    losses = tf.TensorArray(tf.float32, size=steps)
+    for i in tf.range(steps):
+        eps = standard_normal(seeds[i], batch, latent_size)
+        loss, gradients = loss_and_gradient(weights, batches[i], monte_carlo, eps)
+        weights, momentums, velocities = adam_updates(
+            weights, momentums, velocities, gradients, first_step + tf.cast(i, tf.int64),
+            learning_rate, adam)
+        losses = losses.write(i, loss)
+    return losses.stack(), weights, momentums, velocities
 
 
 class FastTrainer:
@@ -119,31 +142,19 @@ class FastTrainer:
         optimizer = trainer.optimizer
         self.state = (trainer.model.variables_to_train, optimizer._momentums,
                       optimizer._velocities)
-        self.adam = AdamSettings(optimizer)
+        self.adam = adam_constants(optimizer)
         self.monte_carlo = tf.constant(trainer.config.estimator == "monte_carlo")
-        self.latent_size = trainer.config.latent_size
-        self.run_steps = tf.function(self._run_steps, jit_compile=True)
 
-    def _run_steps(self, batches: tf.Tensor, seeds: tf.Tensor) -> tf.Tensor:
+    def run_steps(self, batches, seeds) -> tf.Tensor:
         """The reference ``Trainer.run_steps``: steps over batches[i] with seeds[i], in order;
         returns every step's loss and leaves weights and Adam's state in the Keras variables."""
         optimizer = self.trainer.optimizer
-        # Tensors, not variables, through the loop: XLA updates them in place, and each
-        # weight's Adam update is one fused pass over it.
-        weights, momentums, velocities = ([tf.identity(v) for v in group] for group in self.state)
-        first_step = optimizer.iterations + 1
-        learning_rate = tf.cast(optimizer.learning_rate, tf.float32)
-        steps, batch = tf.shape(batches)[0], batches.shape[1]
-        losses = tf.TensorArray(tf.float32, size=steps)
-        for i in tf.range(steps):
-            eps = standard_normal(seeds[i], batch, self.latent_size)
-            loss, gradients = loss_and_gradient(weights, batches[i], self.monte_carlo, eps)
-            weights, momentums, velocities = adam_updates(
-                weights, momentums, velocities, gradients, first_step + tf.cast(i, tf.int64),
-                learning_rate, self.adam)
-            losses = losses.write(i, loss)
-        for group, values in zip(self.state, (weights, momentums, velocities)):
+        losses, *updated = train_chunk(
+            *([v.read_value() for v in group] for group in self.state),
+            optimizer.iterations + 1, tf.cast(optimizer.learning_rate, tf.float32), self.adam,
+            self.monte_carlo, tf.convert_to_tensor(batches), tf.convert_to_tensor(seeds))
+        for group, values in zip(self.state, updated):
             for variable, value in zip(group, values):
                 variable.assign(value)
-        optimizer.iterations.assign_add(tf.cast(steps, tf.int64))
-        return losses.stack()
+        optimizer.iterations.assign_add(tf.shape(losses, out_type=tf.int64)[0])
+        return losses
