@@ -73,8 +73,9 @@ def best_rate(run, work: float, rounds: int) -> float:
 
 def roof_probe(products, repeats: int = 200):
     """The step's products alone, ``repeats`` times in one XLA loop (an operand shifted by the
-    loop counter, so that XLA cannot hoist the products out of the loop); returns the probe
-    and its GFLOP."""
+    loop counter, so that XLA cannot hoist the products out of the loop, and every product
+    summed whole, so that it cannot compute just the part a slice would read); returns the
+    probe and its GFLOP."""
     operands = [(tf.random.normal([m, k]), tf.random.normal([k, n]) / k) for m, k, n in products]
 
     @tf.function(jit_compile=True)
@@ -83,7 +84,7 @@ def roof_probe(products, repeats: int = 200):
         for i in tf.range(repeats):
             shift = tf.cast(i, tf.float32) * 1e-30
             for a, b in operands:
-                total += tf.matmul(a + shift, b)[0, 0]
+                total += tf.reduce_sum(tf.matmul(a + shift, b))
         return total
 
     return (lambda: products_only().numpy()), flops(products) * repeats / 1e9
