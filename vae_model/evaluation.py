@@ -1,7 +1,9 @@
 """Held-out scores of a trained model, in nats per image.
 
 Every model is scored with the analytic KL whatever estimator trained it, so the comparison is
-fair. Each function runs batches of images through one compiled call.
+fair. Each function runs batches of images through one compiled call. The MLP with Bernoulli
+pixels is evaluated by :mod:`vae_model.fast_evaluation` (same estimators, same seeds, written
+for speed); the functions here are the reference, and evaluate every other model.
 """
 
 from __future__ import annotations
@@ -11,9 +13,9 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from vae_model import UserInputError
+from vae_model import UserInputError, fast_evaluation
 from vae_model.config import require_positive_int
-from vae_model.objectives import negative_elbo_terms
+from vae_model.objectives import kl_estimator, negative_elbo_terms
 
 
 def _compiled(fn):
@@ -32,14 +34,16 @@ def heldout_per_image(model, images: np.ndarray, seed: int = 0,
                       batch_size: int = 2000) -> dict[str, np.ndarray]:
     """Per image: the single-sample -ELBO and its two terms, KL (analytic) and reconstruction
     -log p(x|z), as float64 arrays in test-set order (kept so that two models can be compared
-    image by image)."""
-    kl, reconstruction = [], []
-    for i, start in enumerate(range(0, len(images), batch_size)):
-        batch_kl, batch_rec = _elbo_terms(model, images[start:start + batch_size],
-                                          tf.constant([seed, i], tf.int32))
-        kl.append(batch_kl.numpy()), reconstruction.append(batch_rec.numpy())
-    kl = np.concatenate(kl).astype(np.float64)
-    reconstruction = np.concatenate(reconstruction).astype(np.float64)
+    image by image). Batch i is drawn with the seed (seed, i)."""
+    batches = [images[start:start + batch_size] for start in range(0, len(images), batch_size)]
+    seeds = [tf.constant([seed, i], tf.int32) for i in range(len(batches))]
+    if fast_evaluation.supports(model):
+        kl, reconstruction = fast_evaluation.elbo_terms(model, batches, seeds)
+    else:
+        terms = [_elbo_terms(model, batch, batch_seed) for batch, batch_seed in zip(batches, seeds)]
+        kl = np.concatenate([t[0].numpy() for t in terms])
+        reconstruction = np.concatenate([t[1].numpy() for t in terms])
+    kl, reconstruction = kl.astype(np.float64), reconstruction.astype(np.float64)
     return {"neg_elbo": kl + reconstruction, "kl": kl, "reconstruction": reconstruction}
 
 
@@ -72,16 +76,27 @@ def iwae_per_image(model, images: np.ndarray, k: int, seed: int = 0, batch_size:
     -ELBO in expectation. Draws are made ``samples_per_call`` at a time and combined with
     logaddexp, so memory stays at batch_size * samples_per_call decoded images for any k."""
     require_positive_int("IWAE k", k)
+    fast = fast_evaluation.supports(model)
     per_image = []
     for b, start in enumerate(range(0, len(images), batch_size)):
         batch = images[start:start + batch_size]
+        sizes = [min(samples_per_call, k - drawn) for drawn in range(0, k, samples_per_call)]
+        seeds = np.stack([np.random.default_rng([seed, b, c]).integers(0, 2**31 - 1, 2,
+                                                                         dtype=np.int32)
+                          for c in range(len(sizes))])
+        if fast:  # the full chunks in one call, then the smaller last one if any
+            full = k // samples_per_call
+            parts = list(fast_evaluation.iwae_log_sums(model, batch, seeds[:full], sizes[0])
+                         if full else [])
+            if full < len(sizes):
+                parts += list(fast_evaluation.iwae_log_sums(model, batch, seeds[full:],
+                                                            sizes[-1]))
+        else:
+            parts = [_log_mean_weight_terms(model, batch, size, tf.constant(draw_seed)).numpy()
+                     for size, draw_seed in zip(sizes, seeds)]
         log_sum = np.full(len(batch), -np.inf)
-        for c, drawn in enumerate(range(0, k, samples_per_call)):
-            draw_seed = np.random.default_rng([seed, b, c]).integers(0, 2**31 - 1, 2,
-                                                                      dtype=np.int32)
-            part = _log_mean_weight_terms(model, batch, min(samples_per_call, k - drawn),
-                                          tf.constant(draw_seed))
-            log_sum = np.logaddexp(log_sum, part.numpy().astype(np.float64))
+        for part in parts:
+            log_sum = np.logaddexp(log_sum, part.astype(np.float64))
         per_image.append(math.log(k) - log_sum)
     return np.concatenate(per_image)
 
@@ -127,9 +142,14 @@ def gradient_variance(model, images: np.ndarray, estimator: str, draws: int = 10
     for scale. This is what separates the two KL estimators."""
     if draws < 2:
         raise UserInputError(f"gradient variance needs at least 2 draws, got {draws}")
+    kl_estimator(estimator)  # an unknown name fails here, whichever path runs
     seeds = np.random.default_rng([seed, 7]).integers(0, 2**31 - 1, (draws, 2), dtype=np.int32)
-    x = tf.cast(images, tf.float32) / 255.0
-    total, kl_term, mean_sq_norm = _gradient_moments(model, x, estimator, seeds)
+    if fast_evaluation.supports(model):
+        total, kl_term, mean_sq_norm = fast_evaluation.gradient_moments(model, images,
+                                                                        estimator, seeds)
+    else:
+        x = tf.cast(images, tf.float32) / 255.0
+        total, kl_term, mean_sq_norm = _gradient_moments(model, x, estimator, seeds)
     return {"total_variance": float(total), "kl_term_variance": float(kl_term),
             "mean_gradient_sq_norm": float(mean_sq_norm), "draws": draws,
             "batch_size": len(images)}
