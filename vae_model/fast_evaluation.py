@@ -43,6 +43,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from vae_model import fast_step
 from vae_model.fast_step import _dense_stack, negative_elbo_terms
 
 PIXEL_GROUPS = 8  # 784 = 8 x 98 pixels per product: terms in (1, 2], products < 2^98
@@ -81,7 +82,8 @@ def _flat_images(images) -> tf.Tensor:
 
 
 def standard_normal(seed, samples: int, batch: int, latent: int) -> tf.Tensor:
-    """The ``[samples, batch, latent]`` draw behind ``q.sample(samples, seed=seed)``."""
+    """The ``[samples, batch, latent]`` draw behind ``q.sample(samples, seed=seed)`` (for one
+    sample: ``fast_step.standard_normal``)."""
     noise = tf.random.stateless_normal([samples * latent, batch], seed=seed)
     return tf.transpose(tf.reshape(noise, [samples, latent, batch]), [0, 2, 1])
 
@@ -94,7 +96,7 @@ def elbo_terms(model, batches: list[np.ndarray], seeds) -> tuple[np.ndarray, np.
     kl, reconstruction = [], []
     for batch, seed in zip(batches, seeds):
         x = _flat_images(batch)
-        eps = standard_normal(seed, 1, x.shape[0], latent)[0]
+        eps = fast_step.standard_normal(seed, x.shape[0], latent)
         terms = negative_elbo_terms(encoder + decoder, x, tf.constant(False), eps)
         kl.append(terms[0].numpy()), reconstruction.append(terms[1].numpy())
     return np.concatenate(kl), np.concatenate(reconstruction)
@@ -272,10 +274,9 @@ def gradient_moments(model, images: np.ndarray, estimator: str, seeds: np.ndarra
     the squared norm of the mean gradient; draws are taken in groups of ~DRAW_ROWS rows."""
     x = _flat_images(images)
     encoder, decoder = (_layers(w) for w in _weights(model))
-    # [draws, B, latent]: per draw the [latent, B] draw behind q.sample(seed=seeds[d])
-    eps = tf.transpose(tf.stack([tf.random.stateless_normal([model.latent_size, x.shape[0]],
-                                                            seed=seed) for seed in seeds]),
-                       [0, 2, 1])
+    # [draws, B, latent]: per draw the draw behind q.sample(seed=seeds[d])
+    eps = tf.stack([fast_step.standard_normal(seed, x.shape[0], model.latent_size)
+                    for seed in seeds])
     group = max(1, DRAW_ROWS // x.shape[0])
     totals = None  # (Σ_d |g_d|², Σ_d g_d) for the loss and for the KL term
     for start in range(0, len(seeds), group):
