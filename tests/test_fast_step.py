@@ -9,7 +9,6 @@ import tf_keras as keras
 from tests.conftest import synthetic_arrays
 from vae_model import fast_step, training
 from vae_model.config import ModelConfig
-from vae_model.networks import VAE
 
 TRAIN = synthetic_arrays()["train_images"]
 
@@ -84,13 +83,3 @@ def test_fit_uses_the_fast_step_only_where_it_applies():
     assert conv.chunk_runner() == conv.run_steps
     mlp = training.Trainer(ModelConfig())
     assert mlp.chunk_runner() != mlp.run_steps
-
-
-@pytest.mark.parametrize("likelihood", ["bernoulli", "continuous_bernoulli"])
-def test_log_likelihood_equals_the_decoded_distributions_log_prob(likelihood):
-    model = VAE(ModelConfig(likelihood=likelihood))
-    x = tf.constant(TRAIN[:5], tf.float32) / 255.0
-    z = tf.random.stateless_normal([3, 5, 2], seed=[1, 2])  # IWAE's (samples, batch, latent)
-    expected = model.decode(z).log_prob(x)
-    np.testing.assert_allclose(model.log_likelihood(z, x), expected, rtol=1e-5)
-    np.testing.assert_allclose(model.log_likelihood(z[0], x), expected[0], rtol=1e-5)

@@ -59,7 +59,7 @@ def _log_mean_weight_terms(model, images, n_samples, seed):
     x = tf.cast(images, tf.float32) / 255.0
     q = model.encode(x)
     z = q.sample(n_samples, seed=seed)  # (samples, batch, latent)
-    log_weights = model.log_likelihood(z, x) + model.prior.log_prob(z) - q.log_prob(z)
+    log_weights = model.decode(z).log_prob(x) + model.prior.log_prob(z) - q.log_prob(z)
     return tf.reduce_logsumexp(log_weights, axis=0)
 
 

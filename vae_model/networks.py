@@ -87,20 +87,6 @@ class VAE(tf.Module):
             pixels = tfd.Bernoulli(logits=logits, dtype=tf.float32)
         return tfd.Independent(pixels, reinterpreted_batch_ndims=2)
 
-    def log_likelihood(self, z, x) -> tf.Tensor:
-        """``decode(z).log_prob(x)`` for images x in [0, 1] and z of any leading shape. For
-        Bernoulli pixels it is computed once from the logits (minus the sigmoid cross-entropy):
-        under XLA that is ~1.6x faster than TFP's Bernoulli.log_prob on IWAE's 100 x 500
-        decoded images (benchmarks/train_throughput.py, (e)). Without XLA (the conv net) the
-        broadcast images would be materialised, so there TFP's log_prob is kept."""
-        if self.likelihood != "bernoulli" or not self.use_xla:
-            return self.decode(z).log_prob(x)
-        logits = self.decoder(tf.reshape(z, [-1, self.latent_size]))
-        logits = tf.reshape(logits, tf.concat([tf.shape(z)[:-1], [-1]], 0))
-        pixels = tf.reshape(x, tf.concat([tf.shape(x)[:-2], [-1]], 0))
-        return -tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(
-            labels=tf.broadcast_to(pixels, tf.shape(logits)), logits=logits), -1)
-
     def compile(self, fn):
         """``fn`` as a tf.function, XLA-compiled where that is faster for this network."""
         return tf.function(fn, jit_compile=self.use_xla)
