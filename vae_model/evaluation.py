@@ -15,16 +15,11 @@ import tensorflow as tf
 
 from vae_model import UserInputError, fast_evaluation
 from vae_model.config import require_positive_int
+from vae_model.networks import compiled_for_model
 from vae_model.objectives import kl_estimator, negative_elbo_terms
 
 
-def _compiled(fn):
-    """``fn(model, ...)`` compiled the way that is fastest for the model's network."""
-    variants = {True: tf.function(fn, jit_compile=True), False: tf.function(fn)}
-    return lambda model, *args: variants[model.use_xla](model, *args)
-
-
-@_compiled
+@compiled_for_model
 def _elbo_terms(model, images, seed):
     x = tf.cast(images, tf.float32) / 255.0
     return negative_elbo_terms(model, x, "analytic", seed)
@@ -53,7 +48,7 @@ def heldout_terms(model, images: np.ndarray, seed: int = 0, batch_size: int = 20
     return {name: float(np.mean(values)) for name, values in per_image.items()}
 
 
-@_compiled
+@compiled_for_model
 def _log_mean_weight_terms(model, images, n_samples, seed):
     """logsumexp over ``n_samples`` draws z ~ q(z|x) of log p(x|z) + log p(z) - log q(z|x)."""
     x = tf.cast(images, tf.float32) / 255.0
@@ -106,7 +101,7 @@ def _flat_gradient(target, variables, tape):
     return tf.cast(tf.concat([tf.reshape(g, [-1]) for g in gradients], 0), tf.float64)
 
 
-@_compiled
+@compiled_for_model
 def _gradient_moments(model, x, estimator, seeds):
     """Over draws: the summed per-parameter variance of the loss gradient and of its KL term's
     gradient, and the squared norm of the mean loss gradient (moments in float64, so that

@@ -63,6 +63,13 @@ ARCHITECTURES = {"mlp": mlp_networks, "conv": conv_networks}
 USE_XLA = {"mlp": True, "conv": False}
 
 
+def compiled_for_model(fn):
+    """``fn(model, ...)`` as a tf.function, XLA-compiled where that is faster for the model's
+    network (``USE_XLA``)."""
+    variants = {True: tf.function(fn, jit_compile=True), False: tf.function(fn)}
+    return lambda model, *args: variants[model.use_xla](model, *args)
+
+
 class VAE(tf.Module):
     def __init__(self, config: ModelConfig):
         super().__init__(name="vae")

@@ -52,6 +52,7 @@ import tensorflow_probability as tfp
 
 from vae_model import UserInputError
 from vae_model.data import IMAGE_SHAPE
+from vae_model.networks import compiled_for_model
 
 PIXELS = IMAGE_SHAPE[0] * IMAGE_SHAPE[1]
 TILE = 16  # lattice steps per tile side: smaller tiles waste fewer points, cost more bookkeeping
@@ -60,13 +61,7 @@ PAIRS_PER_CALL = 1024  # (image, tile) pairs per call of _tile_sums: 1024 / G sl
 DECODE_CHUNK = 4096  # points per decoder call (the last one padded: one compiled shape)
 
 
-def _compiled(fn):
-    """``fn(model, ...)`` compiled the way that is fastest for the model's network."""
-    variants = {True: tf.function(fn, jit_compile=True), False: tf.function(fn)}
-    return lambda model, *args: variants[model.use_xla](model, *args)
-
-
-@_compiled
+@compiled_for_model
 def _posterior(model, images):
     q = model.encode(tf.cast(images, tf.float32) / 255.0)
     return q.mean(), q.stddev()
@@ -94,7 +89,7 @@ def _readout(model):
     return (kernel, bias) if fits else None
 
 
-@_compiled
+@compiled_for_model
 def _grid_terms(model, z, split):
     """Per grid point: the features (f(z) if ``split``, else the logits) and log p(0|z) +
     log p(z). (XLA computes f(z) once, for the features and inside the decoder.)"""
