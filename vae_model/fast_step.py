@@ -11,8 +11,9 @@ What makes it faster, measured in one process by ``benchmarks/train_throughput.p
   and was slower: XLA copies every slice of it into a separate buffer before each product and
   concatenates the gradients back, ~6 MB of copies per step.
 - **One compiled program for every model.** Weights, moments and Adam's constants are
-  arguments of :func:`train_chunk`, not captured variables, so XLA compiles it once per chunk
-  shape for the whole process instead of once per model (~10 s each here, more than an epoch).
+  arguments of :func:`train_chunk`, not captured variables, and a short chunk (an epoch's last)
+  is padded to the full chunk length, so XLA compiles it once for the whole process instead of
+  once per model and chunk length (2-10 s each here, up to more than an epoch).
 - **The distributions written out.** The encoder and decoder are plain matrix products, the
   Bernoulli log-probability is computed once from the logits (``sigmoid_cross_entropy``), the
   KL terms in closed form: no TFP objects, linear operators or bijectors in the step.
@@ -28,6 +29,7 @@ step's losses and updates equal the reference's to float rounding (``tests/test_
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 
@@ -118,32 +120,41 @@ def adam_updates(weights, momentums, velocities, gradients, step, learning_rate,
 
 @tf.function(jit_compile=True)
 def train_chunk(weights, momentums, velocities, first_step, learning_rate, adam, monte_carlo,
-                batches, seeds):
-    """Fast steps over batches[i] with seeds[i], in order, from Adam step ``first_step``:
-    returns every step's loss and the new (weights, momentums, velocities). Model state comes in
-    and goes out as tensors, so this is compiled once per shape and serves every model of a run
-    (XLA takes seconds to compile it: once per model would cost more than an epoch)."""
-    # Tensors, not variables, through the loop: XLA updates them in place, and each weight's
-    # Adam update is one fused pass over it.
+                batches, seeds, steps):
+    """Fast steps over the first ``steps`` of batches[i] with seeds[i], in order, from Adam step
+    ``first_step``: returns the losses (zero past ``steps``) and the new (weights, momentums,
+    velocities). Model state comes in and goes out as tensors, and the step count is an
+    argument, so this is compiled once per chunk shape and serves every model of a run and
+    every chunk of an epoch (XLA takes seconds to compile it)."""
     latent_size = weights[len(weights) // 2 - 1].shape[-1] // 2  # the encoder's last layer
-    steps, batch = tf.shape(batches)[0], batches.shape[1]
-    losses = tf.TensorArray(tf.float32, size=steps)
-    for i in tf.range(steps):
+    batch = batches.shape[1]
+
+    def step(i, losses, weights, momentums, velocities):
         eps = standard_normal(seeds[i], batch, latent_size)
         loss, gradients = loss_and_gradient(weights, batches[i], monte_carlo, eps)
         weights, momentums, velocities = adam_updates(
             weights, momentums, velocities, gradients, first_step + tf.cast(i, tf.int64),
             learning_rate, adam)
-        losses = losses.write(i, loss)
-    return losses.stack(), weights, momentums, velocities
+        return i + 1, tf.tensor_scatter_nd_update(losses, [[i]], [loss]), weights, momentums, \
+            velocities
+
+    # Tensors, not variables, through the loop: XLA updates them in place, and each weight's
+    # Adam update is one fused pass over it. An explicit loop whose bound is the (static) chunk
+    # length: autograph's ``for i in tf.range(steps)`` makes ``steps`` a compile-time constant.
+    _, losses, weights, momentums, velocities = tf.while_loop(
+        lambda i, *_: i < steps, step,
+        (tf.constant(0), tf.zeros([batches.shape[0]]), weights, momentums, velocities),
+        maximum_iterations=batches.shape[0])
+    return losses, weights, momentums, velocities
 
 
 class FastTrainer:
     """Runs chunks of fast steps for a :class:`vae_model.training.Trainer`, whose model and
-    optimizer hold the state between chunks (so its checkpoints are unchanged)."""
+    optimizer hold the state between chunks (so its checkpoints are unchanged). Chunks shorter
+    than ``steps_per_chunk`` are padded to it: one compiled shape (see :func:`train_chunk`)."""
 
-    def __init__(self, trainer):
-        self.trainer = trainer
+    def __init__(self, trainer, steps_per_chunk: int = 250):
+        self.trainer, self.steps_per_chunk = trainer, steps_per_chunk
         optimizer = trainer.optimizer
         self.state = (trainer.model.variables_to_train, optimizer._momentums,
                       optimizer._velocities)
@@ -154,12 +165,23 @@ class FastTrainer:
         """The reference ``Trainer.run_steps``: steps over batches[i] with seeds[i], in order;
         returns every step's loss and leaves weights and Adam's state in the Keras variables."""
         optimizer = self.trainer.optimizer
+        steps = len(batches)
+        batches, seeds = (_padded(np.asarray(a), self.steps_per_chunk) for a in (batches, seeds))
         losses, *updated = train_chunk(
             *([v.read_value() for v in group] for group in self.state),
             optimizer.iterations + 1, tf.cast(optimizer.learning_rate, tf.float32), self.adam,
-            self.monte_carlo, tf.convert_to_tensor(batches), tf.convert_to_tensor(seeds))
+            self.monte_carlo, tf.convert_to_tensor(batches), tf.convert_to_tensor(seeds),
+            tf.constant(steps))
         for group, values in zip(self.state, updated):
             for variable, value in zip(group, values):
                 variable.assign(value)
-        optimizer.iterations.assign_add(tf.shape(losses, out_type=tf.int64)[0])
-        return losses
+        optimizer.iterations.assign_add(steps)
+        return losses[:steps]
+
+
+def _padded(array: np.ndarray, length: int) -> np.ndarray:
+    """``array`` with zeros appended along its first axis up to ``length`` (if shorter)."""
+    if len(array) >= length:
+        return array
+    return np.concatenate([array, np.zeros((length - len(array),) + array.shape[1:],
+                                           array.dtype)])

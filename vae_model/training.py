@@ -83,11 +83,12 @@ class Trainer:
             losses = losses.write(i, self._step(batches[i], seeds[i]))
         return losses.stack()
 
-    def chunk_runner(self) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
+    def chunk_runner(self, steps_per_chunk: int = 250) -> Callable[[tf.Tensor, tf.Tensor],
+                                                                    tf.Tensor]:
         """``run_steps``, or the fast step's equivalent for models it supports (same math,
         same variables, so checkpoints and resuming do not depend on which one ran)."""
         if fast_step.supports(self.config):
-            return fast_step.FastTrainer(self).run_steps
+            return fast_step.FastTrainer(self, steps_per_chunk).run_steps
         return self.run_steps
 
     def checkpoint(self) -> tf.train.Checkpoint:
@@ -122,7 +123,7 @@ def fit(config: ModelConfig, train_images: np.ndarray, test_images: np.ndarray,
         trainer = Trainer(config)
     state = restore(trainer, checkpoint_dir)
     result = TrainResult(trainer.model, state["history"], state["train_seconds"], state["epoch"])
-    run_steps = trainer.chunk_runner()
+    run_steps = trainer.chunk_runner(steps_per_chunk)
     for epoch in range(state["epoch"] + 1, config.epochs + 1):
         order, seeds = epoch_plan(len(train_images), config.batch_size, config.seed, epoch)
         started, losses = time.perf_counter(), []
