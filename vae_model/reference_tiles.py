@@ -8,7 +8,8 @@ import numpy as np
 import tensorflow as tf
 
 TILE = 16  # lattice steps per tile side: smaller tiles waste fewer points, cost more bookkeeping
-SLOT_SIZES = (4, 16, 64)  # images per slot below image_chunk: a tile's image count, rounded up
+# images per slot below image_chunk: a tile's image count, rounded up (to at most twice it)
+SLOT_SIZES = (4, 8, 16, 32, 64, 128)
 PAIRS_PER_CALL = 1024  # (image, tile) pairs per call of _tile_sums: 1024 / G slots of G images
 DECODE_CHUNK = 4096  # points per decoder call (the last one padded: one compiled shape)
 # Positions are stored as integers on the lattice of this level (spacing 2^-20 ≈ 1e-6, |z| <
@@ -29,7 +30,7 @@ def key_positions(keys):
     return (np.stack([i, j], 1) * 2.0 ** -FINEST_LEVEL).astype(np.float32)
 
 
-@tf.function
+@tf.function(reduce_retracing=True)  # one trace for every slot size: shapes left open
 def _tile_sums(x, x_bias, images, features, constant, rows, origin, lo, hi):
     """For B tiles (stored points ``rows`` (B, TILE²), first lattice point ``origin`` (B, 2))
     and G images each (``images`` (B, G), windows [lo, hi] (B, G, 2)): each image's max of
