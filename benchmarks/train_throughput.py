@@ -4,7 +4,9 @@ ratios are meaningful on a noisy, shared machine.
 Prints, in order:
   (a) roof: GFLOP/s of the MLP step's own matrix products (batch 64, forward and backward, the
       same shapes, in one XLA-compiled loop): what a step could reach if it were only products
-      (timed in turns with (b), so that the fraction compares like with like);
+      (timed in turns with (b), so that the fraction compares like with like); and a chain of
+      dependent 64x784 @ 784x784 products (XLA, oneDNN, oneDNN in bf16), the shape behind the
+      ~340 GFLOP/s that DEVELOPERS.md quotes;
   (b) single-model MLP training img/s, fast step (what ``training.fit`` runs) and the reference
       step (``Trainer.run_steps``), and the fraction of the roof the fast step reaches;
   (c) aggregate img/s of the default run's models (3 seeds x 2 estimators) trained the way the
@@ -88,6 +90,27 @@ def roof_probe(products, repeats: int = 200):
         return total
 
     return (lambda: products_only().numpy()), flops(products) * repeats / 1e9
+
+
+def square_chain(dtype, xla: bool, repeats: int = 400):
+    """The probe DEVELOPERS.md quotes as the roof (~340 GFLOP/s): 64x784 @ 784x784 products,
+    each feeding the next (so none can be skipped or sliced), XLA-compiled or as a TensorFlow
+    graph (oneDNN kernels), in ``dtype``; returns the probe and its GFLOP."""
+    weights = tf.cast(tf.random.normal([784, 784]) / 28.0, dtype)
+    start = tf.cast(tf.random.normal([BATCH, 784]), dtype)
+    half = tf.cast(0.5, dtype)
+
+    @tf.function(jit_compile=xla)
+    def chain():
+        return tf.while_loop(lambda i, x: i < repeats,
+                             lambda i, x: (i + 1, tf.matmul(x, weights) * half), (0, start))[1]
+
+    return (lambda: chain().numpy()), 2 * BATCH * 784 * 784 * repeats / 1e9
+
+
+SQUARE_CHAINS = {"square_chain_xla_gflops": (tf.float32, True),
+                 "square_chain_onednn_gflops": (tf.float32, False),
+                 "square_chain_onednn_bf16_gflops": (tf.bfloat16, False)}
 
 
 def chunk_loop(runner, images: np.ndarray, config: ModelConfig, steps: int, chunk: int):
@@ -191,10 +214,17 @@ def main() -> None:
 
     products = step_products(ModelConfig())
     step_mflop = flops(products) / 1e6
-    mlp = trained_rates(images, "mlp", steps, chunk, rounds, {"roof": roof_probe(products)})
+    probes = {"roof": roof_probe(products)}
+    probes.update({name: square_chain(*how) for name, how in SQUARE_CHAINS.items()})
+    mlp = trained_rates(images, "mlp", steps, chunk, rounds, probes)
     roof = mlp["roof"]
     print(f"(a) roof: the MLP step's {len(products)} matrix products ({step_mflop:.0f} MFLOP "
-          f"per step of {BATCH}) alone run at {roof:,.0f} GFLOP/s")
+          f"per step of {BATCH}) alone run at {roof:,.0f} GFLOP/s; a chain of dependent "
+          f"64x784 @ 784x784 products: XLA {mlp['square_chain_xla_gflops']:,.0f}, oneDNN "
+          f"{mlp['square_chain_onednn_gflops']:,.0f}, oneDNN bf16 "
+          f"{mlp['square_chain_onednn_bf16_gflops']:,.0f} GFLOP/s. Products alone at 85,000 "
+          f"img/s need {85_000 * step_mflop / BATCH / 1e3:,.0f} GFLOP/s, at 130,000 "
+          f"{130_000 * step_mflop / BATCH / 1e3:,.0f}")
     fraction = mlp["fit"] * step_mflop / BATCH / 1e3 / roof
     print(f"(b) mlp, one model: fast step {mlp['fit']:,.0f} img/s, reference step "
           f"{mlp['reference']:,.0f} img/s ({mlp['fit'] / mlp['reference']:.2f}x); "
@@ -221,7 +251,8 @@ def main() -> None:
         "roof_gflops": round(roof, 1), "mlp_roof_fraction": round(fraction, 3),
         "aggregate_img_per_s": round(aggregate), "conv_img_per_s": round(conv["fit"]),
         "iwae_seconds_per_1000": round(iwae, 6), "seed_loop_img_per_s": round(seed_mlp),
-        "seed_loop_conv_img_per_s": round(seed_conv)}))
+        "seed_loop_conv_img_per_s": round(seed_conv),
+        **{name: round(mlp[name], 1) for name in SQUARE_CHAINS}}))
 
 
 if __name__ == "__main__":
