@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import threading
 from pathlib import Path
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -165,11 +164,7 @@ def main(argv: list[str] | None = None) -> int:
 
             from flows.pipeline import vae_pipeline
             runner = ThreadPoolTaskRunner(max_workers=args.concurrency)
-            compiling = compile_in_background(parameters)
-            try:
-                report = vae_pipeline.with_options(task_runner=runner)(**parameters)
-            finally:
-                compiling.join()  # never leave XLA compiling while the interpreter exits
+            report = vae_pipeline.with_options(task_runner=runner)(**parameters)
             print(f"report: {report}")
         elif args.verb == "rerun":
             from vae_model.run import load_manifest, run_dir
@@ -204,22 +199,6 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         raise
     return 0
-
-
-def compile_in_background(parameters: dict) -> threading.Thread:
-    """Start compiling the training step (XLA, seconds) in a thread, now: Prefect's temporary
-    server takes as long to start, and the first training tasks would otherwise wait for it."""
-    def compile_ahead():
-        try:
-            from flows.grid import model_grid
-            from vae_model import training
-            training.compile_ahead(model_grid(parameters))
-        except Exception:  # only a head start: training compiles whatever is missing itself
-            pass
-
-    thread = threading.Thread(target=compile_ahead, name="compile-ahead", daemon=True)
-    thread.start()
-    return thread
 
 
 def before_flow(args) -> None:

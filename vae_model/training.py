@@ -25,7 +25,6 @@ import tf_keras as keras
 
 from vae_model import UserInputError, evaluation, fast_step, storage
 from vae_model.config import ModelConfig
-from vae_model.data import IMAGE_SHAPE
 from vae_model.networks import VAE
 from vae_model.objectives import negative_elbo
 
@@ -95,19 +94,6 @@ class Trainer:
     def checkpoint(self) -> tf.train.Checkpoint:
         return tf.train.Checkpoint(encoder=self.model.encoder, decoder=self.model.decoder,
                                    optimizer=self.optimizer)
-
-
-def compile_ahead(configs, steps_per_chunk: int = 250) -> None:
-    """Compile the fast training chunk now for each network shape among ``configs`` (XLA takes
-    seconds), e.g. in a thread while a Prefect server starts, so that training finds it ready.
-    The models built for it take the seeded-build lock: they cannot disturb the initial
-    weights of a model being built in another thread."""
-    shapes = {(c.latent_size, c.batch_size): c for c in configs if fast_step.supports(c)}
-    for config in shapes.values():
-        with _SEEDED_BUILD:
-            trainer = Trainer(config)
-        no_steps = np.zeros((0, config.batch_size) + IMAGE_SHAPE, np.uint8)
-        trainer.chunk_runner(steps_per_chunk)(no_steps, np.zeros((0, 2), np.int32))
 
 
 def epoch_plan(n_images: int, batch_size: int, seed: int, epoch: int):
