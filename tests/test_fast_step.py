@@ -83,3 +83,17 @@ def test_fit_uses_the_fast_step_only_where_it_applies():
     assert conv.chunk_runner() == conv.run_steps
     mlp = training.Trainer(ModelConfig())
     assert mlp.chunk_runner() != mlp.run_steps
+
+
+def test_chunks_of_any_length_share_one_compiled_program():
+    # An epoch's last chunk is shorter (60000 images: 250, 250, 250, 187 steps): padded to the
+    # chunk length, it runs the same traced (and XLA-compiled) program as the full ones, and
+    # only its own steps count.
+    trainer = training.Trainer(ModelConfig(latent_size=3))  # a shape no other test traces
+    run = fast_step.FastTrainer(trainer, steps_per_chunk=6).run_steps
+    order, seeds = training.epoch_plan(len(TRAIN), 8, 0, 1)  # batches of 8: enough of them
+    traced = fast_step.train_chunk.experimental_get_tracing_count()
+    lengths = [len(run(TRAIN[order[:n]], seeds[:n])) for n in (6, 4, 1)]
+    assert lengths == [6, 4, 1]
+    assert int(trainer.optimizer.iterations) == 11
+    assert fast_step.train_chunk.experimental_get_tracing_count() == traced + 1
