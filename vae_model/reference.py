@@ -40,8 +40,8 @@ of complex keys and a cache of the last request only, same results to 1e-13 nats
 takes its images (all levels at once) as (image, tile) pairs, a tile being TILE² lattice
 points, and decodes the tile points inside some window. Decoded points are kept by exact
 position (a level-k point is one of every finer level) across levels and rounds, until
-``cache_mb`` is full (~1e6 points of 256 features in 1 GB; writing them to fresh memory costs
-~0.5-2 µs a point here); a round needing more runs in groups of tiles. Products run per tile,
+``cache_mb`` is full (~1e6 points of 256 features in 1 GB, in transparent huge pages: faulting
+fresh memory in 4 KB pages cost 0.5-2 µs a point here, 0.3-1.4 s a model); a round needing more runs in groups of tiles. Products run per tile,
 its images padded to a power-of-two slot size, ~1024 (image, tile) pairs per call. Not used:
 pushing out only the sides of a truncated window whose band held mass (one model: 0.75 -> 0.64e6
 points): where q misplaces the posterior, doubling in every direction is what finds its mass
