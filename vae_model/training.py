@@ -123,6 +123,8 @@ def fit(config: ModelConfig, train_images: np.ndarray, test_images: np.ndarray,
         trainer = Trainer(config)
     state = restore(trainer, checkpoint_dir)
     result = TrainResult(trainer.model, state["history"], state["train_seconds"], state["epoch"])
+    # never longer than an epoch: a short chunk is padded to this length (one compiled shape)
+    steps_per_chunk = min(steps_per_chunk, len(train_images) // config.batch_size)
     run_steps = trainer.chunk_runner(steps_per_chunk)
     for epoch in range(state["epoch"] + 1, config.epochs + 1):
         order, seeds = epoch_plan(len(train_images), config.batch_size, config.seed, epoch)
