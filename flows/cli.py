@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -147,7 +149,28 @@ def pipeline_parameters(args) -> dict:
     return parameters
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler stopping the run), handled like Ctrl-C: a line, exit hooks run."""
+
+
+def _terminated(signum, frame):
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
+    # Python's default SIGTERM exits at once, skipping exit hooks (Prefect's server stop).
+    # During a flow run Prefect's own handler takes over; after recording the crash it
+    # re-sends the signal to this one.
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminated) if in_main_thread else None
+    try:
+        return _main(argv)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     if args.verb in ("runs", "prune"):
         return registry_verb(args)  # reads files only: no TensorFlow, no Prefect
@@ -183,10 +206,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from flows.pipeline import vae_pipeline
             vae_pipeline.serve(name=args.name, cron=args.cron, parameters=parameters)
-    except KeyboardInterrupt:
-        print("vae-pipeline: interrupted; rerun with the same --run-id to resume",
-              file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        how = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted"
+        print(f"vae-pipeline: {how}; rerun with the same --run-id to resume", file=sys.stderr)
+        return 128 + (signal.SIGTERM if isinstance(err, Terminated) else signal.SIGINT)
     except Exception as err:  # a user error (TrainingDiverged too) wherever it was found
         from flows.console import fixable
         found = fixable(err)
@@ -213,6 +236,9 @@ def before_flow(args) -> None:
     if getattr(args, "run_id", None):
         lock.check_free(run_dir(args.artifacts_dir, args.run_id))
     console.check_api()
+    if console.api_url()[0] is None:  # Prefect will start a temporary server
+        from flows import temporary_server
+        temporary_server.install()
     console.quiet_user_tracebacks()
 
 

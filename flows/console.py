@@ -18,11 +18,14 @@ from vae_model import UserInputError
 
 
 def fixable_kinds() -> tuple:
-    """The errors a user fixes (a bad input; a diverged training: lower the learning rate).
+    """The errors a user fixes (a bad input; a diverged training: lower the learning rate;
+    an interrupted run: rerun it).
     TrainingDiverged only if its module is loaded: importing it would import TensorFlow, whose
     start-up lines would spoil a one-line error found before any training."""
+    from vae_model.stopping import Stopped  # a requested stop: its traceback says nothing
+
     training = sys.modules.get("vae_model.training")
-    return (UserInputError,) + ((training.TrainingDiverged,) if training else ())
+    return (UserInputError, Stopped) + ((training.TrainingDiverged,) if training else ())
 
 
 def fixable(err: BaseException | None) -> BaseException | None:

@@ -14,8 +14,9 @@ import datetime as dt
 from pathlib import Path
 
 from prefect import Task
+from prefect.exceptions import TerminationSignal
 
-from vae_model import lock, registry
+from vae_model import lock, registry, stopping
 
 STAGE_ATTRIBUTE = "_vae_stage"
 
@@ -53,14 +54,21 @@ def failed_stage(err: BaseException) -> str:
 def writing(run_path: str | Path, parameters: dict | None = None):
     """Hold ``run_path``'s lock for the block (raises :class:`vae_model.lock.RunLocked` at once
     if another process holds it, having written nothing); if the block fails, record the
-    failure in the run's manifest before re-raising."""
+    failure in the run's manifest before re-raising. An interruption (Ctrl-C, or SIGTERM,
+    which Prefect turns into ``TerminationSignal``) reaches only this, the main thread: it also
+    tells the stages running in worker threads to stop (:mod:`vae_model.stopping`), else the
+    flow would wait for them to finish."""
     _install_failure_hook()
+    stopping.reset()
     started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     with lock.hold(run_path):
         try:
             yield Path(run_path)
         except BaseException as err:
+            if not isinstance(err, Exception):
+                stopping.request()
             error = ("interrupted" if isinstance(err, KeyboardInterrupt)
+                     else "terminated (SIGTERM)" if isinstance(err, TerminationSignal)
                      else registry.one_line(err))
             with contextlib.suppress(OSError):  # a full disk must not hide the real error
                 registry.record_failure(run_path, failed_stage(err), error, parameters, started)

@@ -1,17 +1,16 @@
 """One writer per run directory (issue 9, case 5): a second process on the same run id stops at
 once with one line naming the holder; a holder killed with SIGKILL never blocks the next run."""
 
-import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
 from flows.cli import main
+from tests.processes import children, gone, start_pipeline, wait_until
 from vae_model import lock, run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -69,35 +68,22 @@ def test_a_holder_killed_with_sigkill_never_blocks(holder):
 
 
 def test_a_flow_run_on_the_id_of_a_killed_run_completes(tiny_data, tmp_path):
-    """A real pipeline process on run 'r', SIGKILLed while training; the same run id again
-    resumes and completes (the lock of the dead process is gone with it)."""
+    """A real pipeline process on run 'r', SIGKILLed while training; its temporary Prefect
+    server stops by itself, and the same run id again resumes and completes (the lock of the
+    dead process is gone with it)."""
     artifacts = tmp_path / "artifacts"
     args = ["run", "--run-id", "r", "--artifacts-dir", str(artifacts), "--epochs", "30",
             "--batch-size", "32", "--iwae-k", "2", "--gradient-draws", "2", "--seeds", "0",
             "--estimators", "analytic"]
-    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")  # its own temporary server
-    env["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "300"  # a busy machine
-    script = ("import sys; from tests.conftest import write_tiny_dataset; from pathlib import "
-              "Path; from vae_model import data; data.CANONICAL = write_tiny_dataset("
-              "Path(sys.argv[1])); from flows.cli import main; sys.exit(main(sys.argv[2:]))")
-    log = tmp_path / "killed.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen([sys.executable, "-c", script, str(tiny_data), *args],
-                                   cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+    process = start_pipeline(tiny_data, tmp_path, args)
     state = artifacts / "runs" / "r" / "models" / "analytic-s0" / "state.json"
-    deadline = time.monotonic() + 600
-    while not state.exists():
-        assert process.poll() is None, log.read_text()[-3000:]
-        assert time.monotonic() < deadline, "training never wrote a checkpoint"
-        time.sleep(0.05)
+    wait_until(state.exists, process, tmp_path / "pipeline.log",
+               "training never wrote a checkpoint")
     assert lock.holder(artifacts / "runs" / "r")["pid"] == process.pid
+    server = children(process)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    # its temporary Prefect server (a child process) outlives a SIGKILL: not the test's subject
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
+    assert gone(server, timeout=30), "the temporary Prefect server outlived a SIGKILL"
 
     from prefect.settings import (PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
                                   temporary_settings)

@@ -13,7 +13,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from vae_model import UserInputError, fast_evaluation
+from vae_model import UserInputError, fast_evaluation, stopping
 from vae_model.config import require_positive_int
 from vae_model.networks import compiled_for_model
 from vae_model.objectives import kl_estimator, negative_elbo_terms
@@ -74,6 +74,7 @@ def iwae_per_image(model, images: np.ndarray, k: int, seed: int = 0, batch_size:
     fast = fast_evaluation.supports(model)
     per_image = []
     for b, start in enumerate(range(0, len(images), batch_size)):
+        stopping.check()  # IWAE-5000 takes minutes
         batch = images[start:start + batch_size]
         sizes = [min(samples_per_call, k - drawn) for drawn in range(0, k, samples_per_call)]
         seeds = np.stack([np.random.default_rng([seed, b, c]).integers(0, 2**31 - 1, 2,

@@ -54,7 +54,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from vae_model import UserInputError
+from vae_model import UserInputError, stopping
 from vae_model.data import IMAGE_SHAPE
 from vae_model.networks import compiled_for_model
 from vae_model.reference_tiles import FINEST_LEVEL, TILE, PointCache, window_log_sums
@@ -137,6 +137,7 @@ def reference_nll(model, images: np.ndarray, tolerance: float = 0.02, window: fl
     nll, error = np.empty(len(images)), np.full(len(images), np.inf)
     todo, finest = np.arange(len(images)), 0
     for _ in range(max_refinements + 1):
+        stopping.check()
         finest = max(finest, int(level[todo].max()))
         h, half_width = 2.0 ** -level[todo], windows[todo, None] * scale[todo]
         lo = np.floor((mean[todo] - half_width) / h[:, None]).astype(np.int64)

@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from vae_model import UserInputError, data, storage
+from vae_model import UserInputError, data, stopping, storage
 from vae_model.config import ESTIMATORS, ModelConfig, require_positive_int
 
 # TensorFlow (training, evaluation) is imported where a stage runs, not here: the CLI imports
@@ -116,6 +116,7 @@ def evaluate(checkpoint_dir: str | os.PathLike, data_dir: str | None, iwae_k: in
     images, timings = dataset.test_images, {}
 
     def timed(name, fn, *args, **kwargs):
+        stopping.check()
         started = time.perf_counter()
         value = fn(*args, **kwargs)
         timings[f"{name}_seconds"] = time.perf_counter() - started

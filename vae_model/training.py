@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from vae_model import UserInputError, evaluation, fast_step, storage
+from vae_model import UserInputError, evaluation, fast_step, stopping, storage
 from vae_model.config import ModelConfig
 from vae_model.networks import VAE
 from vae_model.objectives import negative_elbo
@@ -130,6 +130,7 @@ def fit(config: ModelConfig, train_images: np.ndarray, test_images: np.ndarray,
         order, seeds = epoch_plan(len(train_images), config.batch_size, config.seed, epoch)
         started, losses = time.perf_counter(), []
         for start in range(0, len(order), steps_per_chunk):
+            stopping.check()  # an interrupted run keeps its last complete epoch
             chunk = slice(start, start + steps_per_chunk)
             chunk_losses = run_steps(train_images[order[chunk]], seeds[chunk]).numpy()
             _check_finite(chunk_losses, epoch, start, checkpoint_dir)

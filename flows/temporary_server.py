@@ -1,0 +1,50 @@
+"""Prefect's temporary server (started when no PREFECT_API_URL is set) made to fit a pipeline
+that can be interrupted:
+
+- **Ctrl-C reaches the pipeline, not the server.** A terminal sends SIGINT to its whole
+  foreground process group, server included: the server died at once, and the pipeline's
+  last task and flow updates failed with ~400 lines of ``ConnectError`` tracebacks, recording
+  "Connection refused" as the run's error instead of "interrupted". The server now runs in a
+  session of its own; the pipeline stops it at exit, as Prefect always did.
+- **The server goes down with the pipeline, even on SIGKILL.** Prefect stops its server from
+  an ``atexit`` hook, which SIGKILL (and Python's default SIGTERM) skip: the server lived on,
+  holding a port and ~200 MB, one per killed run. It now watches its parent process and
+  stops itself (SIGTERM, uvicorn's graceful shutdown) within a second of the parent's death.
+
+Done by giving the server module of Prefect a ``subprocess`` whose ``Popen`` adds both to
+the one command it launches (``python -m uvicorn ...``); everything else passes through.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import types
+
+# Runs uvicorn as ``python -m uvicorn`` would, after starting a thread that stops this process
+# once its parent is gone (the orphan is re-parented, so getppid() changes).
+_WATCHED_UVICORN = """
+import os, runpy, signal, sys, threading, time
+parent = os.getppid()
+def stop_when_orphaned():
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os.kill(os.getpid(), signal.SIGTERM)
+threading.Thread(target=stop_when_orphaned, daemon=True).start()
+sys.argv[0] = "uvicorn"
+runpy.run_module("uvicorn", run_name="__main__", alter_sys=True)
+"""
+
+
+def _popen(args, **kwargs):
+    if list(args[1:3]) == ["-m", "uvicorn"]:
+        args = [args[0], "-c", _WATCHED_UVICORN, *args[3:]]
+        kwargs["start_new_session"] = True
+    return subprocess.Popen(args, **kwargs)
+
+
+def install() -> None:
+    """Launch Prefect's temporary servers as described above (idempotent)."""
+    from prefect.server.api import server
+
+    if not isinstance(server.subprocess, types.SimpleNamespace):
+        server.subprocess = types.SimpleNamespace(**{**vars(subprocess), "Popen": _popen})

@@ -1,0 +1,56 @@
+"""A real ``vae-pipeline`` process on the tiny dataset, with its own temporary Prefect server,
+for tests that signal or kill it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ("import sys; from tests.conftest import write_tiny_dataset; from pathlib import Path; "
+          "from vae_model import data; data.CANONICAL = write_tiny_dataset(Path(sys.argv[1])); "
+          "from flows.cli import main; sys.exit(main(sys.argv[2:]))")
+
+
+def start_pipeline(tiny_data: Path, tmp_path: Path, args: list[str]) -> subprocess.Popen:
+    """``vae-pipeline *args`` in a new session (its own process group, as a terminal's job),
+    SIGINT at its default (a shell's background job would ignore it); output in
+    ``tmp_path / "pipeline.log"``."""
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")  # its own temporary server
+    env["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "300"  # a busy machine
+    with open(tmp_path / "pipeline.log", "wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-c", SCRIPT, str(tiny_data), *args], cwd=ROOT, env=env,
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
+def wait_until(condition, process: subprocess.Popen, log: Path, what: str,
+               timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def children(process: subprocess.Popen) -> list[psutil.Process]:
+    return psutil.Process(process.pid).children(recursive=True)
+
+
+def gone(processes: list[psutil.Process], timeout: float) -> bool:
+    """Whether every one of ``processes`` has exited within ``timeout`` s; kills survivors so
+    that nothing outlives the test."""
+    _, alive = psutil.wait_procs(processes, timeout=timeout)
+    for survivor in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            survivor.kill()
+    return not alive

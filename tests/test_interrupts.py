@@ -1,0 +1,92 @@
+"""Interrupting a run: Ctrl-C in a terminal (SIGINT to the whole process group), SIGTERM from a
+scheduler. The run stops at the next training chunk, not at the end of its stage; says so in
+one line and in its manifest; leaves no Prefect server behind; and resumes with the same
+command. (SIGKILL: tests/test_lock.py.)"""
+
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from tests.conftest import synthetic_arrays
+from tests.processes import children, gone, start_pipeline, wait_until
+from vae_model import evaluation, run, stopping, storage, training
+from vae_model.config import ModelConfig
+
+EPOCHS = 100  # far more than the few the run gets through before it is interrupted
+ARGS = ["run", "--run-id", "r", "--epochs", str(EPOCHS), "--batch-size", "32", "--iwae-k",
+        "2", "--gradient-draws", "2", "--seeds", "0", "--estimators", "analytic"]
+
+
+@pytest.fixture
+def clear_stop():
+    yield
+    stopping.reset()
+
+
+def test_a_stop_request_ends_training_at_the_next_chunk_and_keeps_the_last_epoch(
+        tmp_path, clear_stop):
+    arrays = synthetic_arrays()
+    config = ModelConfig(batch_size=32, epochs=4, seed=1)  # 8 steps an epoch, 4 chunks
+
+    def stop_during_epoch_2(progress):
+        if progress.epoch == 2:
+            stopping.request()
+    with pytest.raises(stopping.Stopped):
+        training.fit(config, arrays["train_images"], arrays["test_images"], tmp_path,
+                     steps_per_chunk=2, on_progress=stop_during_epoch_2)
+    assert storage.read_json(tmp_path / "state.json")["epoch"] == 1
+
+    stopping.reset()
+    resumed = training.fit(config, arrays["train_images"], arrays["test_images"], tmp_path)
+    assert resumed.resumed_from_epoch == 1
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3, 4]
+
+
+def test_a_stop_request_ends_iwae_before_its_next_batch(clear_stop):
+    from vae_model.networks import VAE
+    model = VAE(ModelConfig())
+    images = synthetic_arrays()["test_images"]
+    assert np.all(np.isfinite(evaluation.iwae_per_image(model, images, 2, batch_size=16)))
+    stopping.request()
+    with pytest.raises(stopping.Stopped):
+        evaluation.iwae_per_image(model, images, 2, batch_size=16)
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_an_interrupted_run_stops_promptly_says_so_and_resumes(tiny_data, tmp_path, how):
+    artifacts = tmp_path / "artifacts"
+    args = ARGS + ["--artifacts-dir", str(artifacts)]
+    process = start_pipeline(tiny_data, tmp_path, args)
+    log, run_path = tmp_path / "pipeline.log", run.run_dir(artifacts, "r")
+    state = run_path / "models" / "analytic-s0" / "state.json"
+    wait_until(state.exists, process, log, "training never wrote a checkpoint")
+    server = children(process)  # Prefect's temporary server, started before training
+    assert server
+    if how == "ctrl-c":  # a terminal signals its whole foreground process group
+        os.killpg(process.pid, signal.SIGINT)
+    else:
+        process.send_signal(signal.SIGTERM)
+    code = process.wait(timeout=300)
+
+    output = log.read_text()
+    said = "interrupted" if how == "ctrl-c" else "terminated (SIGTERM)"
+    assert code == (130 if how == "ctrl-c" else 143), output[-3000:]
+    assert (f"vae-pipeline: {said}; rerun with the same --run-id to resume"
+            in output.splitlines())
+    assert "Traceback" not in output and "ConnectError" not in output
+    manifest = storage.read_json(run_path / "manifest.json")
+    assert (manifest["status"], manifest["error"]) == ("failed", said)
+    # stopped at its next chunk: nowhere near the end of the stage
+    assert storage.read_json(state)["epoch"] < EPOCHS / 2
+    assert gone(server, timeout=30), "the temporary Prefect server outlived the run"
+
+    if how == "sigterm":  # the same command resumes from the last complete epoch
+        from flows.cli import main
+        stopped_at = storage.read_json(state)["epoch"]
+        assert main(args) == 0
+        history = storage.read_json(state)["history"]
+        assert [h["epoch"] for h in history] == list(range(1, EPOCHS + 1))
+        assert storage.read_json(run_path / "manifest.json")["status"] == "complete"
+        assert 0 < stopped_at < EPOCHS
