@@ -63,3 +63,20 @@ def tiny_data(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "CANONICAL", write_tiny_dataset(directory))
     monkeypatch.setenv("FASHION_MNIST_DIR", str(directory))
     return directory
+
+
+@pytest.fixture(autouse=True, scope="session")
+def stop_temporary_prefect_servers():
+    """Stop the temporary Prefect servers that in-process flow runs started, while the test
+    session's output is still open: Prefect stops them at interpreter exit, and its "Stopping
+    temporary server" line then hit a closed stream (a "Logging error" traceback after the
+    summary)."""
+    yield
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+    from prefect.server.api.server import SubprocessASGIServer
+
+    for worker in (APILogWorker, EventsWorker):  # what they still hold needs the server
+        worker.drain_all(timeout=10)
+    for server in list(SubprocessASGIServer._instances.values()):
+        server.stop()
