@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -14,23 +13,24 @@ from pathlib import Path
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ("import sys; from tests.conftest import write_tiny_dataset; from pathlib import Path; "
+# SIGINT raises KeyboardInterrupt, as in a terminal's job (a shell's background job, pytest's
+# included, passes SIGINT on ignored)
+SCRIPT = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+          "from tests.conftest import write_tiny_dataset; from pathlib import Path; "
           "from vae_model import data; data.CANONICAL = write_tiny_dataset(Path(sys.argv[1])); "
           "from flows.cli import main; sys.exit(main(sys.argv[2:]))")
 
 
 def start_pipeline(tiny_data: Path, tmp_path: Path, args: list[str]) -> subprocess.Popen:
-    """``vae-pipeline *args`` in a new session (its own process group, as a terminal's job),
-    SIGINT at its default (a shell's background job would ignore it); output in
-    ``tmp_path / "pipeline.log"``."""
+    """``vae-pipeline *args`` in a new session (its own process group, as a terminal's job);
+    output in ``tmp_path / "pipeline.log"``."""
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env["PREFECT_HOME"] = str(tmp_path / "prefect-home")  # its own temporary server
     env["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "300"  # a busy machine
     with open(tmp_path / "pipeline.log", "wb") as out:
         return subprocess.Popen(
             [sys.executable, "-c", SCRIPT, str(tiny_data), *args], cwd=ROOT, env=env,
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def wait_until(condition, process: subprocess.Popen, log: Path, what: str,
