@@ -15,6 +15,11 @@ from tasks.caching import policy
 from vae_model import UserInputError, report, run
 from vae_model.config import ModelConfig
 
+# No task carries tags: Prefect 3.8.8 asks the server for tag concurrency slots whenever a tagged
+# task starts, and on the default SQLite server that request, racing the other worker's writes,
+# now and then failed ("database is locked", 503) and was retried 2 s later: a worker idle for
+# ~2 s at a task start, several times a run.
+
 # the modules each stage runs; the cache key also covers every vae_model module they import
 TRAINING_MODULES = ("training", "tensorboard", "data", "run")
 
@@ -34,7 +39,7 @@ def _not_a_user_error(task, task_run, state) -> bool:
 
 
 @task(name="verify-data", task_run_name="verify-data", retries=2, retry_delay_seconds=5,
-      retry_condition_fn=_not_a_user_error, tags=["data"])
+      retry_condition_fn=_not_a_user_error)
 def verify_data(data_dir: str | None = None) -> dict:
     """Locate the four Fashion-MNIST files and verify their SHA-256 (never cached: cheap, and
     the files may have changed since the last run)."""
@@ -45,7 +50,7 @@ def verify_data(data_dir: str | None = None) -> dict:
 
 
 @task(task_run_name=lambda: f"train-{_model_name()}", cache_policy=policy(*TRAINING_MODULES),
-      persist_result=True, tags=["training"])
+      persist_result=True)
 def train_model(settings: dict, data_facts: dict, run_dir: str) -> str:
     """Train one model (resuming from its last complete epoch); returns its directory."""
     logger = get_run_logger()
@@ -67,7 +72,7 @@ def train_model(settings: dict, data_facts: dict, run_dir: str) -> str:
 
 @task(task_run_name="evaluate-{model_name}",
       cache_policy=policy("evaluation", "reference", "training", "data", "run"),
-      persist_result=True, tags=["evaluation"])
+      persist_result=True)
 def evaluate_model(model_name: str, checkpoint_dir: str, data_facts: dict, iwae_k: int,
                    gradient_draws: int) -> str:
     """Score one trained model on the test set (its draws seeded by the model's own seed, so
@@ -85,8 +90,7 @@ def evaluate_model(model_name: str, checkpoint_dir: str, data_facts: dict, iwae_
 
 
 @task(name="render-figures", task_run_name="render-figures",
-      cache_policy=policy("figures", "training", "data", "run"), persist_result=True,
-      tags=["figures"])
+      cache_policy=policy("figures", "training", "data", "run"), persist_result=True)
 def render_figures(checkpoint_dirs: list[str], evaluation_paths: list[str], data_facts: dict,
                    run_dir: str, seed: int, all_models: bool = False) -> list[str]:
     """The run's figures; per-model image figures for one seed per configuration and estimator
@@ -98,7 +102,7 @@ def render_figures(checkpoint_dirs: list[str], evaluation_paths: list[str], data
 
 
 @task(name="write-report", task_run_name="write-report",
-      cache_policy=policy("report", "run"), persist_result=True, tags=["report"])
+      cache_policy=policy("report", "run"), persist_result=True)
 def write_report(run_dir: str, checkpoint_dirs: list[str], evaluation_paths: list[str],
                  figure_paths: list[str], parameters: dict, data_facts: dict) -> str:
     timings = {Path(p).parent.name: run.storage.read_json(p)["timings"] for p in evaluation_paths}
@@ -107,7 +111,7 @@ def write_report(run_dir: str, checkpoint_dirs: list[str], evaluation_paths: lis
     return str(path)
 
 
-@task(name="publish-results", task_run_name="publish-results", tags=["report"])
+@task(name="publish-results", task_run_name="publish-results")
 def publish_results(run_dir: str, artifacts_dir: str, report_path: str) -> str:
     """``artifacts/latest`` -> this run, ``artifacts/index.html``, and Prefect artifacts with
     stable keys (versions accumulate across scheduled runs): ``vae-report`` (the report with
