@@ -179,27 +179,29 @@ def _main(argv: list[str] | None) -> int:
     try:
         # Validate before importing Prefect: a mistake costs a second, not a server start.
         parameters = pipeline_parameters(args) if args.verb != "rerun" else None
-        before_flow(args)
+        if args.verb == "run" and args.concurrency <= 0:
+            raise UserInputError(f"--concurrency must be > 0, got {args.concurrency}")
+        if args.verb == "sweep" and args.dask_workers <= 0:
+            raise UserInputError(f"--dask-workers must be > 0, got {args.dask_workers}")
+        if args.verb == "rerun":
+            from vae_model.run import load_manifest, run_dir
+            load_manifest(run_dir(args.artifacts_dir, args.run_id))
+        before_flow(args)  # starts Prefect's temporary server, if one is needed
         if args.verb == "run":
-            if args.concurrency <= 0:
-                raise UserInputError(f"--concurrency must be > 0, got {args.concurrency}")
             from prefect.task_runners import ThreadPoolTaskRunner
 
             from flows.pipeline import vae_pipeline
+            from vae_model import training  # noqa: F401 - tf_keras, 2-3 s: while the server starts
             runner = ThreadPoolTaskRunner(max_workers=args.concurrency)
             report = vae_pipeline.with_options(task_runner=runner)(**parameters)
             print(f"report: {report}")
         elif args.verb == "rerun":
-            from vae_model.run import load_manifest, run_dir
-            load_manifest(run_dir(args.artifacts_dir, args.run_id))
             from flows.rerun import rerun_stage
             report = rerun_stage(args.stage, args.run_id, args.artifacts_dir, args.iwae_k,
                                  args.gradient_draws, args.force)
             print(f"report: {report}")
         elif args.verb == "sweep":
             from flows.sweep import dask_runner, vae_sweep
-            if args.dask_workers <= 0:
-                raise UserInputError(f"--dask-workers must be > 0, got {args.dask_workers}")
             runner = dask_runner(args.dask_address, args.dask_workers)
             report = vae_sweep.with_options(task_runner=runner)(**parameters)
             print(f"report: {report}")
