@@ -5,12 +5,15 @@ command. (SIGKILL: tests/test_lock.py.)"""
 
 import os
 import signal
+import subprocess
+import sys
 
 import numpy as np
+import psutil
 import pytest
 
 from tests.conftest import synthetic_arrays
-from tests.processes import children, gone, start_pipeline, wait_until
+from tests.processes import ROOT, children, gone, start_pipeline, wait_until
 from vae_model import evaluation, run, stopping, storage, training
 from vae_model.config import ModelConfig
 
@@ -90,3 +93,34 @@ def test_an_interrupted_run_stops_promptly_says_so_and_resumes(tiny_data, tmp_pa
         assert [h["epoch"] for h in history] == list(range(1, EPOCHS + 1))
         assert storage.read_json(run_path / "manifest.json")["status"] == "complete"
         assert 0 < stopped_at < EPOCHS
+
+
+# Prefect's own start, right after install() began one in the background (the CLI's order):
+# it must return only once the server answers, and leave one server, stopped at exit.
+STARTS = """
+import time
+import httpx
+from flows import temporary_server
+from prefect.server.api import server
+temporary_server.install()
+time.sleep(0.5)  # the CLI imports TensorFlow meanwhile; the server needs a few seconds
+first = server.SubprocessASGIServer()
+first.start()  # what Prefect's client calls when the flow begins
+print(httpx.get(first.api_url + "/health", timeout=5).status_code, first.server_process.pid)
+"""
+
+
+def test_prefects_start_waits_for_the_server_started_in_the_background(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
+    env["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "300"
+    done = subprocess.run([sys.executable, "-c", STARTS], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    status, pid = done.stdout.split()[-2:]
+    assert status == "200"
+    try:
+        server = [psutil.Process(int(pid))]
+    except psutil.NoSuchProcess:
+        server = []
+    assert gone(server, timeout=30)
