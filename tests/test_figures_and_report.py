@@ -130,3 +130,16 @@ def test_report_names_only_figures_that_exist_and_refuses_a_manifest_for_a_broke
     with pytest.raises((UserInputError, OSError)):
         report.write_report(run, directories, {"seeds": [0]}, {}, [str(drawn)], {})
     assert not (run / "manifest.json").exists()
+
+
+@pytest.mark.parametrize("value, spread, shown", [
+    (259.78, 0.80, "259.78 ± 0.80"),  # two decimals while the spread has two significant digits
+    (6.3731, 0.00759, "6.3731 ± 0.0076"),  # smaller spreads: to their second significant digit
+    (6.43, 0.0100, "6.430 ± 0.010"),
+    (256.0169, 0.00423, "256.0169 ± 0.0042"),
+    (1.5, 2e-9, "1.50 ± 2.0e-09"),
+    (3.0, None, "3.00"),
+])
+def test_a_value_is_shown_to_the_precision_of_its_uncertainty(value, spread, shown):
+    from vae_model.report_tables import plus_minus
+    assert plus_minus(value, spread) == shown

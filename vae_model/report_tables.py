@@ -41,9 +41,18 @@ def signed(value, digits: int = 2) -> str:
 
 
 def plus_minus(value, spread, digits: int = 2) -> str:
+    """``value ± spread``, both to the decimal of the spread's second significant digit (at
+    least ``digits`` decimals): 6.3731 ± 0.0076, not 6.37 ± 7.59e-03 beside 6.43 ± 0.01."""
     if _missing(value):
         return "–"
-    return fmt(value, digits) + ("" if _missing(spread) else f" ± {fmt(spread, digits)}")
+    if _missing(spread):
+        return fmt(value, digits)
+    if spread <= 0 or abs(value) >= 1e6:
+        return f"{fmt(value, digits)} ± {fmt(spread, digits)}"
+    if spread < 1e-6:
+        return f"{fmt(value, digits)} ± {spread:.1e}"
+    decimals = max(digits, 1 - math.floor(math.log10(spread)))
+    return f"{value:,.{decimals}f} ± {spread:,.{decimals}f}"
 
 
 def _summary_cell(summary: dict | None) -> str:
