@@ -16,10 +16,14 @@ that can be interrupted:
   server is now started from a background thread as soon as the command line is checked;
   Prefect's own start (when the flow begins) waits for that one to finish rather than see a
   server marked running that does not answer yet.
+- **A server that cannot start is one line, soon.** Prefect relaunched it every 4 s for the
+  whole start-up timeout (2 min, ~60 tracebacks); it now gives up after 3 launches and the
+  pipeline says why (``vae-pipeline: error: Prefect's temporary server failed to start ...``).
 
 Done by giving the server module of Prefect a ``subprocess`` whose ``Popen`` adds the first
 two to the one command it launches (``python -m uvicorn ...``; everything else passes
-through), and by serialising ``SubprocessASGIServer.start``, which Prefect does not guard.
+through, and it counts the launches), and by serialising ``SubprocessASGIServer.start``, which
+Prefect does not guard.
 """
 
 from __future__ import annotations
@@ -28,7 +32,11 @@ import subprocess
 import threading
 import types
 
+from vae_model import UserInputError
+
 _STARTING = threading.Lock()
+LAUNCHES = 3  # server processes one start may launch
+_attempt = {"launches": 0, "failure": None}
 
 # Runs uvicorn as ``python -m uvicorn`` would, after starting a thread that stops this process
 # once its parent is gone (the orphan is re-parented, so getppid() changes).
@@ -47,14 +55,29 @@ runpy.run_module("uvicorn", run_name="__main__", alter_sys=True)
 
 def _popen(args, **kwargs):
     if list(args[1:3]) == ["-m", "uvicorn"]:
+        # Prefect relaunches a server that exits with code 3, uvicorn's code for a port in use
+        # and for a failed start-up alike: a server that cannot start (an unwritable
+        # PREFECT_HOME) was relaunched every 4 s until the timeout, 60 tracebacks later.
+        _attempt["launches"] += 1
+        if _attempt["launches"] > LAUNCHES:
+            raise _cannot_start(f"failed to start {LAUNCHES} times (its errors are above)")
         args = [args[0], "-c", _WATCHED_UVICORN, *args[3:]]
         kwargs["start_new_session"] = True
     return subprocess.Popen(args, **kwargs)
 
 
+def _cannot_start(what: str) -> UserInputError:
+    from prefect.settings import PREFECT_HOME
+
+    return UserInputError(f"Prefect's temporary server {what}: check that PREFECT_HOME "
+                          f"({PREFECT_HOME.value()}) is writable, or set PREFECT_API_URL to a "
+                          "running Prefect server")
+
+
 def install() -> None:
     """Launch Prefect's temporary servers as described above (idempotent), and start one now,
-    in the background: the next Prefect client waits for it."""
+    in the background: the next Prefect client waits for it, and gets its error if it failed
+    (rather than waiting out the start-up timeout a second time)."""
     from prefect.server.api import server
 
     if not isinstance(server.subprocess, types.SimpleNamespace):
@@ -63,15 +86,23 @@ def install() -> None:
 
         def start(self, timeout=None):
             with _STARTING:
-                unguarded(self, timeout)
+                failure, _attempt["failure"] = _attempt["failure"], None
+                if failure is not None and not self.running:
+                    raise failure
+                _attempt["launches"] = 0
+                try:
+                    unguarded(self, timeout)
+                except UserInputError:
+                    raise
+                except Exception as err:  # Prefect's timeout: a RuntimeError and a traceback
+                    raise _cannot_start(f"did not start ({err})") from None
         server.SubprocessASGIServer.start = start
-    # A failure here is Prefect's to report: its own start, in the flow, tries again and raises.
-    threading.Thread(target=_start_quietly, args=(server.SubprocessASGIServer,),
+    threading.Thread(target=_start_in_background, args=(server.SubprocessASGIServer,),
                      name="temporary-server-start", daemon=True).start()
 
 
-def _start_quietly(server_class) -> None:
+def _start_in_background(server_class) -> None:
     try:
         server_class().start()
-    except Exception:  # noqa: BLE001 - see install()
-        pass
+    except Exception as err:  # noqa: BLE001 - raised again by the next start, in the flow
+        _attempt["failure"] = err

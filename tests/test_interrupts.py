@@ -1,7 +1,8 @@
 """Interrupting a run: Ctrl-C in a terminal (SIGINT to the whole process group), SIGTERM from a
 scheduler. The run stops at the next training chunk, not at the end of its stage; says so in
 one line and in its manifest; leaves no Prefect server behind; and resumes with the same
-command. (SIGKILL: tests/test_lock.py.)"""
+command. (SIGKILL: tests/test_lock.py.) Also the temporary server's start, which the CLI begins
+in the background."""
 
 import os
 import signal
@@ -124,3 +125,21 @@ def test_prefects_start_waits_for_the_server_started_in_the_background(tmp_path)
     except psutil.NoSuchProcess:
         server = []
     assert gone(server, timeout=30)
+
+
+def test_a_temporary_server_that_cannot_start_fails_the_run_in_one_line(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env["PREFECT_HOME"] = "/proc/no-prefect-home"  # cannot be created, not even by root
+    done = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "run", "--run-id", "x", "--seeds", "0",
+         "--artifacts-dir", str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True,
+        timeout=600)
+    output = done.stdout + done.stderr
+    assert done.returncode == 2, output[-3000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("vae-pipeline:")]
+    assert len(errors) == 1, output[-3000:]
+    assert errors[0].startswith(
+        "vae-pipeline: error: Prefect's temporary server failed to start 3 times")
+    assert "PREFECT_HOME (/proc/no-prefect-home) is writable" in errors[0]
+    # three launches, not one every 4 s until the 2-minute start-up timeout
+    assert output.count("Application startup failed") == 3
