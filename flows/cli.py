@@ -209,10 +209,10 @@ def _main(argv: list[str] | None) -> int:
             from flows.pipeline import vae_pipeline
             vae_pipeline.serve(name=args.name, cron=args.cron, parameters=parameters)
     except KeyboardInterrupt as err:
-        how = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted"
-        print(f"vae-pipeline: {how}; rerun with the same --run-id to resume", file=sys.stderr)
-        return 128 + (signal.SIGTERM if isinstance(err, Terminated) else signal.SIGINT)
+        return _interrupted(err)
     except Exception as err:  # a user error (TrainingDiverged too) wherever it was found
+        if _reworded_interrupt(err):
+            return _interrupted(KeyboardInterrupt())
         from flows.console import fixable
         found = fixable(err)
         if found is not None:
@@ -224,6 +224,18 @@ def _main(argv: list[str] | None) -> int:
             return 1
         raise
     return 0
+
+
+def _interrupted(err: KeyboardInterrupt) -> int:
+    how = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted"
+    print(f"vae-pipeline: {how}; rerun with the same --run-id to resume", file=sys.stderr)
+    return 128 + (signal.SIGTERM if isinstance(err, Terminated) else signal.SIGINT)
+
+
+def _reworded_interrupt(err: Exception) -> bool:
+    """A Ctrl-C that landed inside pydantic's compiled core (Prefect validates its settings
+    while it is imported) comes back as a PydanticSerializationError naming it."""
+    return type(err).__name__ == "PydanticSerializationError" and "KeyboardInterrupt" in str(err)
 
 
 def before_flow(args) -> None:

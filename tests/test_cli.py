@@ -57,3 +57,23 @@ def test_rerun_of_a_failed_run_names_the_failed_stage(capsys, tmp_path):
     assert code == 2 and err.count("\n") == 1
     assert "run broken failed at stage train-analytic-s0 (-ELBO became nan)" in err
     assert "vae-pipeline run --run-id broken" in err
+
+
+def test_ctrl_c_inside_pydantic_is_an_interruption_not_a_traceback(monkeypatch, capsys, tmp_path):
+    """Prefect validates its settings with pydantic while it is imported; a Ctrl-C landing in
+    pydantic's compiled core comes back as a PydanticSerializationError naming it."""
+    import pydantic
+
+    from flows import cli
+
+    class Settings(pydantic.BaseModel):
+        @pydantic.model_serializer(mode="wrap")
+        def _ser_model(self, handler):
+            raise KeyboardInterrupt()
+
+    def importing_prefect(args):
+        Settings().model_dump()
+    monkeypatch.setattr(cli, "before_flow", importing_prefect)
+    assert main(["run", "--artifacts-dir", str(tmp_path)]) == 130
+    assert capsys.readouterr().err == (
+        "vae-pipeline: interrupted; rerun with the same --run-id to resume\n")
