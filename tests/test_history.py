@@ -197,3 +197,18 @@ def test_wide_tables_are_split_to_fit_the_page_repeating_their_key_columns():
     narrow = frame.iloc[:, :3]
     assert [p[1].columns.tolist() for p in publish.fit_width("t", narrow)] == [
         ["Model", "Score number 0"]]
+
+
+def test_a_run_is_credited_to_the_code_that_trained_and_evaluated_it(tmp_path):
+    run = tmp_path / "run"
+    for model, trained, evaluated in (("analytic-s0", "aaa", "aaa"), ("monte_carlo-s0", "aaa",
+                                                                       "aaa")):
+        storage.write_json(run / "models" / model / "state.json", {"code": trained})
+        storage.write_json(run / "models" / model / "evaluation.json", {"code": evaluated})
+    # the report rerun by newer code does not claim the numbers
+    assert history.record_provenance(run, {"seeds": [0]})["code"] == "aaa"
+    assert storage.read_json(run / "provenance.json")["code"] == "aaa"
+    storage.write_json(run / "models" / "monte_carlo-s0" / "evaluation.json", {"code": "bbb"})
+    assert history.numbers_code(run) == "trained aaa; evaluated aaa, bbb"
+    # a run whose files do not say (written before they did): this process's code
+    assert history.numbers_code(tmp_path / "older") == history.code_version()

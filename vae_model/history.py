@@ -66,10 +66,27 @@ def code_version(project: str | os.PathLike | None = None) -> str:
 
 
 def record_provenance(run: str | os.PathLike, parameters: dict) -> dict:
-    """Write ``<run>/provenance.json`` (configuration key, code version) once per publish."""
-    value = {"configuration": configuration_key(parameters), "code": code_version()}
+    """Write ``<run>/provenance.json`` (configuration key, code version) once per publish. The
+    code is that which trained and evaluated the run's models (their state.json and
+    evaluation.json), so that rerunning only the report with newer code does not credit it
+    with the numbers; this process's code where they do not say."""
+    value = {"configuration": configuration_key(parameters), "code": numbers_code(run)}
     storage.write_json(Path(run) / PROVENANCE_FILE, value)
     return value
+
+
+def numbers_code(run: str | os.PathLike) -> str:
+    """One code version if every model was trained and evaluated by it, else "trained A;
+    evaluated B" (each a sorted list)."""
+    models = Path(run) / "models"
+    trained = {_read(p).get("code") for p in models.glob("*/state.json")} - {None}
+    evaluated = {_read(p).get("code") for p in models.glob("*/evaluation.json")} - {None}
+    if not trained | evaluated:
+        return code_version()
+    if len(trained | evaluated) == 1:
+        return next(iter(trained | evaluated))
+    return "; ".join(f"{stage} {', '.join(sorted(codes))}" for stage, codes in
+                     (("trained", trained), ("evaluated", evaluated)) if codes)
 
 
 def _read(path: Path) -> dict:

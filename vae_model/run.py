@@ -148,8 +148,10 @@ def evaluate(checkpoint_dir: str | os.PathLike, data_dir: str | None, iwae_k: in
         for name in ESTIMATORS})
     storage.write_text(checkpoint_dir / PER_IMAGE_FILE,
                        pd.DataFrame(per_image).to_csv(index=False, float_format="%.6f"))
+    from vae_model.history import code_version
     return storage.write_json(checkpoint_dir / EVALUATION_FILE, {
-        "heldout": heldout, "gradient_variance": variance, "timings": timings})
+        "heldout": heldout, "gradient_variance": variance, "timings": timings,
+        "code": code_version()})
 
 
 def render_figures(checkpoint_dirs: list[str], data_dir: str | None, run: Path,

@@ -126,6 +126,8 @@ def fit(config: ModelConfig, train_images: np.ndarray, test_images: np.ndarray,
     # never longer than an epoch: a short chunk is padded to this length (one compiled shape)
     steps_per_chunk = min(steps_per_chunk, len(train_images) // config.batch_size)
     run_steps = trainer.chunk_runner(steps_per_chunk)
+    from vae_model.history import code_version  # (pandas: only once training is under way)
+    code = code_version()
     for epoch in range(state["epoch"] + 1, config.epochs + 1):
         order, seeds = epoch_plan(len(train_images), config.batch_size, config.seed, epoch)
         started, losses = time.perf_counter(), []
@@ -150,7 +152,7 @@ def fit(config: ModelConfig, train_images: np.ndarray, test_images: np.ndarray,
                                "heldout_reconstruction": heldout["reconstruction"],
                                "train_seconds": train_seconds,
                                "images_per_second": order.size / train_seconds})
-        save(trainer, checkpoint_dir, epoch, result.history, result.train_seconds)
+        save(trainer, checkpoint_dir, epoch, result.history, result.train_seconds, code)
         if on_epoch:
             on_epoch(result.history[-1])
     return result
@@ -164,10 +166,11 @@ def _check_finite(losses: np.ndarray, epoch: int, first_step: int, checkpoint_di
             f"the last good checkpoint in {checkpoint_dir} is kept; lower --learning-rate")
 
 
-def save(trainer: Trainer, checkpoint_dir: Path, epoch: int, history: list, seconds: float):
+def save(trainer: Trainer, checkpoint_dir: Path, epoch: int, history: list, seconds: float,
+         code: str | None = None):
     """Write the epoch's checkpoint beside the previous one, then commit it by replacing
-    state.json; only then are older checkpoints removed (including any left by a kill between
-    a commit and its clean-up)."""
+    state.json (with ``code``, the version that trained it); only then are older checkpoints
+    removed (including any left by a kill between a commit and its clean-up)."""
     name = f"epoch-{epoch:04d}"
     final, staging = checkpoint_dir / name, checkpoint_dir / f".{name}.tmp"
     for stale in (final, staging):  # left by an interrupted save, never committed
@@ -176,7 +179,7 @@ def save(trainer: Trainer, checkpoint_dir: Path, epoch: int, history: list, seco
     os.replace(staging, final)
     storage.write_json(checkpoint_dir / STATE_FILE, {
         "config": trainer.config.to_dict(), "epoch": epoch, "checkpoint": f"{name}/ckpt",
-        "history": history, "train_seconds": seconds})
+        "history": history, "train_seconds": seconds, "code": code})
     for older in checkpoint_dir.glob("epoch-*"):
         if older.name != name:
             shutil.rmtree(older, ignore_errors=True)
