@@ -21,12 +21,19 @@ SCRIPT = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_h
           "from flows.cli import main; sys.exit(main(sys.argv[2:]))")
 
 
-def start_pipeline(tiny_data: Path, tmp_path: Path, args: list[str]) -> subprocess.Popen:
-    """``vae-pipeline *args`` in a new session (its own process group, as a terminal's job);
-    output in ``tmp_path / "pipeline.log"``."""
+def temporary_server_env(prefect_home: str | os.PathLike, **extra: str) -> dict:
+    """This process's environment for a child that starts its own temporary Prefect server in
+    ``prefect_home`` (no PREFECT_API_URL; 300 s to start on a busy machine), plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")  # its own temporary server
-    env["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "300"  # a busy machine
+    env.update(PREFECT_HOME=str(prefect_home),
+               PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="300", **extra)
+    return env
+
+
+def start_pipeline(tiny_data: Path, tmp_path: Path, args: list[str]) -> subprocess.Popen:
+    """``vae-pipeline *args`` in a new session (its own process group, as a terminal's job),
+    with its own temporary server; output in ``tmp_path / "pipeline.log"``."""
+    env = temporary_server_env(tmp_path / "prefect-home")
     with open(tmp_path / "pipeline.log", "wb") as out:
         return subprocess.Popen(
             [sys.executable, "-c", SCRIPT, str(tiny_data), *args], cwd=ROOT, env=env,

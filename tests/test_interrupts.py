@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from tests.conftest import synthetic_arrays
-from tests.processes import ROOT, children, gone, start_pipeline, wait_until
+from tests.processes import ROOT, children, gone, start_pipeline, temporary_server_env, wait_until
 from vae_model import evaluation, run, stopping, storage, training
 from vae_model.config import ModelConfig
 
@@ -112,11 +112,9 @@ print(httpx.get(first.api_url + "/health", timeout=5).status_code, first.server_
 
 
 def test_prefects_start_waits_for_the_server_started_in_the_background(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
-    env["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "300"
+    env = temporary_server_env(tmp_path / "prefect-home")
     done = subprocess.run([sys.executable, "-c", STARTS], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     status, pid = done.stdout.split()[-2:]
     assert status == "200"
@@ -128,12 +126,11 @@ def test_prefects_start_waits_for_the_server_started_in_the_background(tmp_path)
 
 
 def test_a_temporary_server_that_cannot_start_fails_the_run_in_one_line(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-    env["PREFECT_HOME"] = "/proc/no-prefect-home"  # cannot be created, not even by root
+    env = temporary_server_env("/proc/no-prefect-home")  # cannot be created, not even by root
     done = subprocess.run(
         [sys.executable, "-m", "flows.cli", "run", "--run-id", "x", "--seeds", "0",
          "--artifacts-dir", str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True,
-        timeout=600)
+        timeout=600, check=False)
     output = done.stdout + done.stderr
     assert done.returncode == 2, output[-3000:]
     errors = [line for line in done.stderr.splitlines() if line.startswith("vae-pipeline:")]

@@ -13,6 +13,7 @@ import pytest
 
 from flows.cli import main
 from tests.conftest import synthetic_arrays
+from tests.processes import temporary_server_env
 from vae_model import UserInputError, run, storage, training
 from vae_model.config import ModelConfig
 
@@ -120,10 +121,7 @@ def test_written_files_get_the_mode_the_umask_gives(tmp_path, umask, mode):
 
 
 def _cli(tmp_path, *args, **env):
-    import os
-    environment = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-    environment.update(PREFECT_HOME=str(tmp_path / "prefect-home"),
-                       PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="300", **env)
+    environment = temporary_server_env(tmp_path / "prefect-home", **env)
     return subprocess.run([str(Path(sys.executable).parent / "vae-pipeline"), *args],
                           cwd=ROOT, env=environment, capture_output=True, text=True, timeout=900)
 
