@@ -94,7 +94,7 @@ def install() -> None:
                     unguarded(self, timeout)
                 except UserInputError:
                     raise
-                except Exception as err:  # Prefect's timeout: a RuntimeError and a traceback
+                except Exception as err:  # noqa: BLE001 - Prefect's timeout: a RuntimeError
                     raise _cannot_start(f"did not start ({err})") from None
         server.SubprocessASGIServer.start = start
     threading.Thread(target=_start_in_background, args=(server.SubprocessASGIServer,),

@@ -81,10 +81,9 @@ def numbers_code(run: str | os.PathLike) -> str:
     models = Path(run) / "models"
     trained = {_read(p).get("code") for p in models.glob("*/state.json")} - {None}
     evaluated = {_read(p).get("code") for p in models.glob("*/evaluation.json")} - {None}
-    if not trained | evaluated:
-        return code_version()
-    if len(trained | evaluated) == 1:
-        return next(iter(trained | evaluated))
+    codes = trained | evaluated
+    if len(codes) <= 1:
+        return codes.pop() if codes else code_version()
     return "; ".join(f"{stage} {', '.join(sorted(codes))}" for stage, codes in
                      (("trained", trained), ("evaluated", evaluated)) if codes)
 
