@@ -4,7 +4,8 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tests.conftest import synthetic_arrays
-from vae_model import UserInputError, evaluation, reference, training
+from vae_model import UserInputError, evaluation, fast_reference, reference, training
+from vae_model.reference_tiles import z_order
 from vae_model.config import ModelConfig
 from vae_model.networks import VAE
 
@@ -65,6 +66,38 @@ def test_log_likelihood_is_linear_in_the_pixels(likelihood, architecture):
     direct = model.decode(z[:, None, :]).log_prob(
         tf.constant(IMAGES[:4].astype(np.float32) / 255.0)[None]).numpy().T
     np.testing.assert_allclose(linear, direct, rtol=1e-5, atol=1e-4)  # float32 rounding
+
+
+def test_fast_decoding_matches_the_plain_one(trained):
+    """fast_reference leaves out of the last product the units a group of points does not
+    turn on: the same features, and the same constants up to float32 rounding (the 784 pixels
+    summed in another order)."""
+    patch = np.stack(np.meshgrid(*[np.linspace(-0.3, 0.3, 32)] * 2), -1).reshape(-1, 2) + 0.5
+    spread = np.random.default_rng(0).normal(scale=3.0, size=(fast_reference.GROUP, 2))
+    z = np.concatenate([patch, spread]).astype(np.float32)
+    _, on = fast_reference._hidden(_decoder_layers(trained), z[:fast_reference.GROUP])
+    assert 0 < int(tf.reduce_sum(tf.cast(on, tf.int32))) < 256  # some units are left out
+    features, constant = fast_reference.grid_terms(trained)(z)
+    plain_features, plain_constant = reference._grid_terms(trained, tf.constant(z), True)
+    np.testing.assert_allclose(features, plain_features, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(constant, plain_constant, rtol=2e-6, atol=1e-4)
+
+
+def _decoder_layers(model):
+    weights = model.decoder.trainable_variables
+    return list(zip(weights[:-2:2], weights[1:-2:2]))
+
+
+def test_z_order_keeps_aligned_blocks_together():
+    """On a 64 x 64 patch of lattice points around the origin, every aligned 8 x 8 block is
+    64 consecutive points of the order: a group of decoded points covers a small patch."""
+    i, j = (a.ravel() for a in np.meshgrid(np.arange(-32, 32), np.arange(-32, 32),
+                                           indexing="ij"))
+    order = z_order(i.astype(np.int64), j.astype(np.int64))
+    assert sorted(order) == list(range(64 * 64))
+    block = ((i[order] + 32) // 8) * 8 + (j[order] + 32) // 8
+    assert np.all(block.reshape(64, 64) == block.reshape(64, 64)[:, :1])
+    assert len(np.unique(block.reshape(64, 64)[:, 0])) == 64
 
 
 def test_agrees_with_brute_force_quadrature(trained, result):

@@ -32,20 +32,20 @@ Method, and why:
   sit on the mass, and the tests compare with a brute-force grid over the whole prior box).
   float32 products add ~1e-4 nats of rounding.
 
-Speed: decoding is compute-bound (~0.5 MFLOP, ~4 µs a point on 2 cores), so each point is
-decoded once. On four 10-epoch models (10,000 test images) the first round's windows hold
-1.1-1.5e5 points, each later round's (~4000, ~800, ~100 images, on finer lattices or 16-64σ
-windows) 2.8-7.2e5; 0.6-1.1e6 are decoded in all, in 5.6-9.2 s a model (1.1-1.4x the 6.3-12.6 s
-of complex keys and a cache of the last request only, same results to 1e-13 nats). A round
-takes its images (all levels at once) as (image, tile) pairs, a tile being TILE² lattice
-points, and decodes the tile points inside some window. Decoded points are kept by exact
-position (a level-k point is one of every finer level) across levels and rounds, until
-``cache_mb`` is full (~1e6 points of 256 features in 1 GB, in transparent huge pages: faulting
-fresh memory in 4 KB pages cost 0.5-2 µs a point here, 0.3-1.4 s a model); a round needing more runs in groups of tiles. Products run per tile,
-its images padded to a power-of-two slot size, ~1024 (image, tile) pairs per call. Not used:
-pushing out only the sides of a truncated window whose band held mass (one model: 0.75 -> 0.64e6
-points): where q misplaces the posterior, doubling in every direction is what finds its mass
-(22-25 images of 10,000 moved by up to 25-50 nats, far beyond their reported errors).
+Speed: decoding is compute-bound (~0.5 MFLOP, ~4 µs a point on 2 cores; the MLP's pruned
+decoding in ``fast_reference``, ~2.5 µs), so each point is decoded once. On one 10-epoch model
+(10,000 test images) the rounds take 10,000, ~4,400, ~750 and ~100 images (finer lattices or
+16-64σ windows) and decode 1.2e5, 1.6e5, 3.0e5 and 1.6e5 new points; 0.6-1.1e6 in all over
+four models. A round takes its images (all levels at once) as (image, tile) pairs, a tile
+being TILE² lattice points, and decodes the tile points inside some window. Decoded points are
+kept by exact position (a level-k point is one of every finer level) across levels and rounds,
+until ``cache_mb`` is full (~1e6 points of 256 features in 1 GB, in transparent huge pages:
+faulting fresh memory in 4 KB pages cost 0.5-2 µs a point here, 0.3-1.4 s a model); a round
+needing more runs in groups of tiles. Products run per tile, its images padded to a
+power-of-two slot size, ~1024 (image, tile) pairs per call. Not used: pushing out only the
+sides of a truncated window whose band held mass (one model: 0.75 -> 0.64e6 points): where q
+misplaces the posterior, doubling in every direction is what finds its mass (22-25 images of
+10,000 moved by up to 25-50 nats, far beyond their reported errors).
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from vae_model import UserInputError, stopping
+from vae_model import UserInputError, fast_reference, stopping
 from vae_model.data import IMAGE_SHAPE
 from vae_model.networks import compiled_for_model
 from vae_model.reference_tiles import FINEST_LEVEL, TILE, PointCache, window_log_sums
@@ -128,8 +128,12 @@ def reference_nll(model, images: np.ndarray, tolerance: float = 0.02, window: fl
     readout = _readout(model)  # if any, x·l(z) = (x·Wᵀ)·f(z) + x·b
     x_bias = tf.linalg.matvec(x, readout[1]) if readout else tf.zeros(len(images))
     x = tf.matmul(x, readout[0], transpose_b=True) if readout else x
-    cache = PointCache(lambda z: [t.numpy() for t in _grid_terms(model, z, bool(readout))],
-                        max(TILE**2, int(cache_mb * 2**20) // (4 * x.shape[1] + 4)), x.shape[1])
+    if readout and fast_reference.supports(model):
+        decode = fast_reference.grid_terms(model)
+    else:
+        decode = lambda z: [t.numpy() for t in _grid_terms(model, z, bool(readout))]  # noqa: E731
+    capacity = max(TILE**2, int(cache_mb * 2**20) // (4 * x.shape[1] + 4))
+    cache = PointCache(decode, capacity, x.shape[1])
     mean, scale = _encode(model, images)
     level = np.clip(np.ceil(np.log2(points_per_sigma / scale.min(1))), 0, FINEST_LEVEL)
     level = level.astype(np.int64)
