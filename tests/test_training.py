@@ -66,6 +66,27 @@ def test_same_seed_same_metrics_other_seed_other_metrics(tmp_path):
     assert runs[0][-1]["train_neg_elbo"] != pytest.approx(runs[2][-1]["train_neg_elbo"], rel=1e-6)
 
 
+def test_compile_ahead_compiles_what_fit_runs_and_leaves_its_weights_alone(tmp_path):
+    """The CLI compiles the first model's training chunk while the flow starts: fit must then
+    find that program (no new trace) and train exactly as it would have (its seeded initial
+    weights not disturbed by the throwaway model). A batch size no other test uses: a fresh
+    signature."""
+    from vae_model import fast_step
+
+    config = ModelConfig(batch_size=24, epochs=1, seed=3)
+    alone = training.fit(config, TRAIN, TEST, tmp_path / "alone")
+    traces = fast_step.train_chunk.experimental_get_tracing_count()
+    training.compile_ahead(config, len(TRAIN))
+    assert fast_step.train_chunk.experimental_get_tracing_count() == traces  # traced by fit
+    other = ModelConfig(batch_size=20, epochs=1, seed=3)
+    training.compile_ahead(other, len(TRAIN))
+    assert fast_step.train_chunk.experimental_get_tracing_count() == traces + 1
+    again = training.fit(config, TRAIN, TEST, tmp_path / "again")
+    assert again.history[0]["train_neg_elbo"] == alone.history[0]["train_neg_elbo"]
+    training.fit(other, TRAIN, TEST, tmp_path / "other")
+    assert fast_step.train_chunk.experimental_get_tracing_count() == traces + 1
+
+
 def test_resume_after_interruption_ends_where_an_uninterrupted_run_ends(tmp_path):
     straight = training.fit(ModelConfig(**{**SMALL, "epochs": 3}), TRAIN, TEST, tmp_path / "a")
     training.fit(ModelConfig(**{**SMALL, "epochs": 1}), TRAIN, TEST, tmp_path / "b")

@@ -25,6 +25,7 @@ import tf_keras as keras
 
 from vae_model import UserInputError, evaluation, fast_step, stopping, storage
 from vae_model.config import ModelConfig
+from vae_model.data import IMAGE_SHAPE
 from vae_model.networks import VAE
 from vae_model.objectives import negative_elbo
 
@@ -105,6 +106,20 @@ def epoch_plan(n_images: int, batch_size: int, seed: int, epoch: int):
     order = rng.permutation(n_images)[: steps * batch_size].reshape(steps, batch_size)
     seeds = rng.integers(0, 2**31 - 1, size=(steps, 2), dtype=np.int32)
     return order, seeds
+
+
+def compile_ahead(config: ModelConfig, n_train: int, steps_per_chunk: int = 250) -> None:
+    """Trace and compile the fast training chunk for ``config``'s shapes now (a chunk of no
+    steps on a throwaway model): XLA takes ~2.5 s of one core for it, which a caller can spend
+    while it does other start-up work (``fit`` then finds the program compiled, for every
+    model of those shapes in this process). Models without a fast step: nothing to do."""
+    if not fast_step.supports(config):
+        return
+    with _SEEDED_BUILD:  # building draws initial weights from the global generator
+        trainer = Trainer(config)
+    available = min(n_train, config.train_limit or n_train)
+    run_steps = trainer.chunk_runner(min(steps_per_chunk, available // config.batch_size))
+    run_steps(np.zeros((0, config.batch_size) + IMAGE_SHAPE, np.uint8), np.zeros((0, 2), np.int32))
 
 
 def fit(config: ModelConfig, train_images: np.ndarray, test_images: np.ndarray,
