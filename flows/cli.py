@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -239,10 +240,8 @@ def compile_ahead(training, parameters: dict) -> None:
     first = model_grid(parameters, n_train)[0]
 
     def compile_first():
-        try:
+        with contextlib.suppress(Exception):  # a head start only: the first task compiles it
             training.compile_ahead(first, n_train)
-        except Exception:  # noqa: BLE001 - only a head start: the first task compiles it again
-            pass
 
     threading.Thread(target=compile_first, name="compile-ahead").start()
 

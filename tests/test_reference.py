@@ -5,9 +5,9 @@ import tf_keras as keras
 
 from tests.conftest import synthetic_arrays
 from vae_model import UserInputError, evaluation, fast_reference, reference, training
-from vae_model.reference_tiles import z_order
 from vae_model.config import ModelConfig
 from vae_model.networks import VAE
+from vae_model.reference_tiles import z_order
 
 ARRAYS = synthetic_arrays()
 IMAGES = ARRAYS["test_images"][:16]

@@ -50,6 +50,8 @@ misplaces the posterior, doubling in every direction is what finds its mass (22-
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -104,6 +106,10 @@ def _grid_terms(model, z, split):
     return _body(model, z) if split else logits, empty + model.prior.log_prob(z)
 
 
+def _grid_terms_numpy(model, split, z):
+    return [t.numpy() for t in _grid_terms(model, z, split)]
+
+
 def _encode(model, images: np.ndarray, batch_size: int = 2000):
     means, scales = [], []
     for start in range(0, len(images), batch_size):
@@ -129,9 +135,9 @@ def reference_nll(model, images: np.ndarray, tolerance: float = 0.02, window: fl
     x_bias = tf.linalg.matvec(x, readout[1]) if readout else tf.zeros(len(images))
     x = tf.matmul(x, readout[0], transpose_b=True) if readout else x
     if readout and fast_reference.supports(model):
-        decode = fast_reference.grid_terms(model)
+        decode = fast_reference.grid_terms(model)  # the same terms, faster
     else:
-        decode = lambda z: [t.numpy() for t in _grid_terms(model, z, bool(readout))]  # noqa: E731
+        decode = functools.partial(_grid_terms_numpy, model, bool(readout))
     capacity = max(TILE**2, int(cache_mb * 2**20) // (4 * x.shape[1] + 4))
     cache = PointCache(decode, capacity, x.shape[1])
     mean, scale = _encode(model, images)
