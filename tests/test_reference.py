@@ -4,7 +4,14 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tests.conftest import synthetic_arrays
-from vae_model import UserInputError, evaluation, fast_reference, reference, training
+from vae_model import (
+    UserInputError,
+    evaluation,
+    fast_reference,
+    reference,
+    reference_tiles,
+    training,
+)
 from vae_model.config import ModelConfig
 from vae_model.networks import VAE
 from vae_model.reference_tiles import z_order
@@ -133,3 +140,21 @@ def test_does_not_depend_on_image_order_slot_sizes_or_cache_size(trained, result
     other = reference.reference_nll(trained, IMAGES[::-1], image_chunk=4, cache_mb=4)
     np.testing.assert_allclose(other["per_image"][::-1], result["per_image"], rtol=0, atol=1e-6)
     np.testing.assert_allclose(other["error"][::-1], result["error"], rtol=0, atol=1e-6)
+
+
+def test_a_finished_cache_leaves_its_memory_to_the_next(trained, monkeypatch):
+    """Fresh memory costs a page fault per 4 KB page (~1 s a model), so a finished cache's
+    memory goes to the next cache of its size, still holding what it wrote: another model's
+    points then, and the sums must not see them."""
+    monkeypatch.setattr(reference_tiles, "_spare", [])
+    on_fresh_memory = reference.reference_nll(trained, IMAGES)
+    keras.utils.set_random_seed(7)
+    reference.reference_nll(VAE(ModelConfig()), IMAGES)  # an untrained model: other points
+    fresh = []
+    allocate = reference_tiles._aligned_empty
+    monkeypatch.setattr(reference_tiles, "_aligned_empty",
+                        lambda *shape: fresh.append(shape) or allocate(*shape))
+    reused = reference.reference_nll(trained, IMAGES)
+    assert fresh == []
+    np.testing.assert_array_equal(reused["per_image"], on_fresh_memory["per_image"])
+    np.testing.assert_array_equal(reused["error"], on_fresh_memory["error"])

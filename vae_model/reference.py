@@ -39,8 +39,8 @@ decoding in ``fast_reference``, ~2.5 µs), so each point is decoded once. On one
 four models. A round takes its images (all levels at once) as (image, tile) pairs, a tile
 being TILE² lattice points, and decodes the tile points inside some window. Decoded points are
 kept by exact position (a level-k point is one of every finer level) across levels and rounds,
-until ``cache_mb`` is full (~1e6 points of 256 features in 1 GB, in transparent huge pages:
-faulting fresh memory in 4 KB pages cost 0.5-2 µs a point here, 0.3-1.4 s a model); a round
+until ``cache_mb`` is full (~1e6 points of 256 features in 1 GB; the memory is kept for the
+next model's cache: faulting in fresh memory cost ~1 s of system time a model here); a round
 needing more runs in groups of tiles. Products run per tile, its images padded to a
 power-of-two slot size, ~1024 (image, tile) pairs per call. Not used: pushing out only the
 sides of a truncated window whose band held mass (one model: 0.75 -> 0.64e6 points): where q
@@ -146,32 +146,36 @@ def reference_nll(model, images: np.ndarray, tolerance: float = 0.02, window: fl
     windows = np.full(len(images), float(window))
     nll, error = np.empty(len(images)), np.full(len(images), np.inf)
     todo, finest = np.arange(len(images)), 0
-    for _ in range(max_refinements + 1):
-        stopping.check()
-        finest = max(finest, int(level[todo].max()))
-        h, half_width = 2.0 ** -level[todo], windows[todo, None] * scale[todo]
-        lo = np.floor((mean[todo] - half_width) / h[:, None]).astype(np.int64)
-        hi = np.ceil((mean[todo] + half_width) / h[:, None]).astype(np.int64)
-        if np.any(np.maximum(-lo, hi) * h[:, None] >= 2.0 ** (31 - FINEST_LEVEL)):
-            raise UserInputError("a posterior window reaches beyond |z| = 2048, outside the "
-                                 "lattices' range: is the encoder's scale finite?")
-        sums = window_log_sums(x, x_bias, todo, level[todo], lo, hi, cache, image_chunk)
-        log_h, log_2h = sums[:, 0] + 2 * np.log(h), sums[:, 1] + 2 * np.log(2 * h)
-        edge = np.exp(sums[:, 2] - sums[:, 0])  # the fraction of the mass on the window's edge
-        quadrature_error = np.abs(log_h - log_2h)
-        nll[todo], error[todo] = -log_h, np.nan_to_num(quadrature_error + edge, nan=np.inf)
-        coarse, truncated = quadrature_error > tolerance / 2, edge > tolerance / 2
-        # widen first: a truncated sum's quadrature error is not yet meaningful
-        finer = level[todo] + (coarse & ~truncated)
-        wider = windows[todo] * np.where(truncated, 2.0, 1.0)
-        # Posteriors far wider than q in one direction would need millions of points at the
-        # resolution q's narrowest scale asks for: those keep their (reported) error.
-        points = np.prod(2 * wider[:, None] * scale[todo] * 2.0 ** finer[:, None] + 2, axis=1)
-        affordable = (points <= max_points_per_image) & (finer <= FINEST_LEVEL)
-        level[todo[affordable]], windows[todo[affordable]] = finer[affordable], wider[affordable]
-        todo = todo[(coarse | truncated) & affordable]
-        if not len(todo):
-            break
+    try:
+        for _ in range(max_refinements + 1):
+            stopping.check()
+            finest = max(finest, int(level[todo].max()))
+            h, half_width = 2.0 ** -level[todo], windows[todo, None] * scale[todo]
+            lo = np.floor((mean[todo] - half_width) / h[:, None]).astype(np.int64)
+            hi = np.ceil((mean[todo] + half_width) / h[:, None]).astype(np.int64)
+            if np.any(np.maximum(-lo, hi) * h[:, None] >= 2.0 ** (31 - FINEST_LEVEL)):
+                raise UserInputError("a posterior window reaches beyond |z| = 2048, outside the "
+                                     "lattices' range: is the encoder's scale finite?")
+            sums = window_log_sums(x, x_bias, todo, level[todo], lo, hi, cache, image_chunk)
+            log_h, log_2h = sums[:, 0] + 2 * np.log(h), sums[:, 1] + 2 * np.log(2 * h)
+            edge = np.exp(sums[:, 2] - sums[:, 0])  # the fraction of the mass on the window's edge
+            quadrature_error = np.abs(log_h - log_2h)
+            nll[todo], error[todo] = -log_h, np.nan_to_num(quadrature_error + edge, nan=np.inf)
+            coarse, truncated = quadrature_error > tolerance / 2, edge > tolerance / 2
+            # widen first: a truncated sum's quadrature error is not yet meaningful
+            finer = level[todo] + (coarse & ~truncated)
+            wider = windows[todo] * np.where(truncated, 2.0, 1.0)
+            # Posteriors far wider than q in one direction would need millions of points at the
+            # resolution q's narrowest scale asks for: those keep their (reported) error.
+            points = np.prod(2 * wider[:, None] * scale[todo] * 2.0 ** finer[:, None] + 2, axis=1)
+            affordable = (points <= max_points_per_image) & (finer <= FINEST_LEVEL)
+            moved = todo[affordable]
+            level[moved], windows[moved] = finer[affordable], wider[affordable]
+            todo = todo[(coarse | truncated) & affordable]
+            if not len(todo):
+                break
+    finally:
+        cache.release()  # its memory goes to the next model's cache
     method = (f"trapezoid-rule quadrature over z on lattices of spacing 2^-k (finest "
               f"2^-{finest}), per image h <= sigma_min/{points_per_sigma:g} over mu ± "
               f"{window:g}·sigma of q(z|x) (widened where its outer band held mass); error = "
