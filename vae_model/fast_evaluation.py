@@ -117,6 +117,13 @@ def _neighbour_order(loc: tf.Tensor, group: int) -> tf.Tensor:
     return tf.argsort(column * batch + along)
 
 
+def units_on(hidden: tf.Tensor) -> tf.Tensor:
+    """The rows of a ReLU layer in column layout [units, points] that some point turns on: the
+    others add only zeros to the next product, which can leave them out. The first is always
+    kept: oneDNN aborts on a product of width zero."""
+    return tf.where(tf.concat([[True], tf.reduce_any(hidden[1:] > 0, 1)], 0))[:, 0]
+
+
 def _softplus_sum(logits: tf.Tensor) -> tf.Tensor:
     """Σ softplus over the first axis (784 pixels), with 8 logarithms instead of 784."""
     terms = 1.0 + tf.exp(-tf.abs(logits))
@@ -158,9 +165,7 @@ def _iwae_log_sums(encoder, decoder, images, seeds, samples, group):
         hidden = tf.reshape(z, [latent, -1])
         for kernel_t, bias_t in layers:
             hidden = tf.nn.relu(tf.matmul(kernel_t, hidden) + bias_t)
-        # Units that none of these draws turns on add only zeros to the last product. One unit
-        # is always kept: oneDNN aborts on a product of width zero.
-        on = tf.where(tf.concat([[True], tf.reduce_any(hidden[1:] > 0, 1)], 0))[:, 0]
+        on = units_on(hidden)
         hidden = tf.gather(hidden, on)
         logits = tf.matmul(tf.gather(kernel, on), hidden, transpose_a=True) + bias
         x_dot_logits = tf.reduce_sum(tf.reshape(hidden, [-1, group, samples])

@@ -23,19 +23,19 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from vae_model.fast_evaluation import _softplus_sum, supports  # noqa: F401 - supports: API
+# supports: this module decodes exactly the models fast_evaluation evaluates
+from vae_model.fast_evaluation import _softplus_sum, supports, units_on  # noqa: F401
 
 GROUP = 512  # points per pruned product (256-1024 measured alike; fewer: more units left out)
 
 
 @tf.function(jit_compile=True)
 def _hidden(layers, z):
-    """The last hidden layer [units, points] (column layout: its rows can be gathered) and
-    which units any point turns on (the first always: a product of width 0 aborts oneDNN)."""
+    """The last hidden layer [units, points] (column layout: its rows can be gathered)."""
     hidden = tf.transpose(z)
     for kernel, bias in layers:
         hidden = tf.nn.relu(tf.matmul(kernel, hidden, transpose_a=True) + bias[:, None])
-    return hidden, tf.concat([[True], tf.reduce_any(hidden[1:] > 0, 1)], 0)
+    return hidden
 
 
 @tf.function(jit_compile=True)
@@ -48,8 +48,8 @@ def _empty_log_prob(logits_without_bias, bias):
 def _grid_terms(layers, kernel, bias, z):
     features, constant = [], []
     for start in range(0, z.shape[0], GROUP):
-        hidden, on = _hidden(layers, z[start:start + GROUP])
-        on = tf.where(on)[:, 0]
+        hidden = _hidden(layers, z[start:start + GROUP])
+        on = units_on(hidden)
         logits = tf.matmul(tf.gather(kernel, on), tf.gather(hidden, on), transpose_a=True)
         constant.append(_empty_log_prob(logits, bias))
         features.append(tf.transpose(hidden))
