@@ -192,8 +192,7 @@ def _main(argv: list[str] | None) -> int:
             from prefect.task_runners import ThreadPoolTaskRunner
 
             from flows.pipeline import vae_pipeline
-            from vae_model import training  # tf_keras, 2-3 s: while the server starts
-            compile_ahead(training, parameters)
+            compile_ahead(parameters)
             runner = ThreadPoolTaskRunner(max_workers=args.concurrency)
             report = vae_pipeline.with_options(task_runner=runner)(**parameters)
             print(f"report: {report}")
@@ -228,13 +227,13 @@ def _main(argv: list[str] | None) -> int:
     return 0
 
 
-def compile_ahead(training, parameters: dict) -> None:
+def compile_ahead(parameters: dict) -> None:
     """XLA compiles the first model's training step (~2.5 s of one core) in the background
     while the flow starts: until the first task trains, a core is idle. Not a daemon thread:
     a process that exits (Ctrl-C) while TensorFlow compiles in a daemon thread aborts
     (SIGABRT, "FATAL: exception not rethrown"), so exit waits for it."""
     from flows.grid import model_grid
-    from vae_model import data
+    from vae_model import data, training  # tf_keras, 2-3 s: while the server starts
 
     n_train = data.CANONICAL["train_images"].count
     first = model_grid(parameters, n_train)[0]

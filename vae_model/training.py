@@ -117,9 +117,14 @@ def compile_ahead(config: ModelConfig, n_train: int, steps_per_chunk: int = 250)
         return
     with _SEEDED_BUILD:  # building draws initial weights from the global generator
         trainer = Trainer(config)
-    available = min(n_train, config.train_limit or n_train)
-    run_steps = trainer.chunk_runner(min(steps_per_chunk, available // config.batch_size))
+    run_steps = trainer.chunk_runner(_chunk_steps(config, n_train, steps_per_chunk))
     run_steps(np.zeros((0, config.batch_size) + IMAGE_SHAPE, np.uint8), np.zeros((0, 2), np.int32))
+
+
+def _chunk_steps(config: ModelConfig, n_train: int, steps_per_chunk: int) -> int:
+    """Steps per compiled chunk: never longer than an epoch of the (limited) training set; a
+    short chunk is padded to this length (one compiled shape)."""
+    return min(steps_per_chunk, min(n_train, config.train_limit or n_train) // config.batch_size)
 
 
 def fit(config: ModelConfig, train_images: np.ndarray, test_images: np.ndarray,
@@ -138,8 +143,7 @@ def fit(config: ModelConfig, train_images: np.ndarray, test_images: np.ndarray,
         trainer = Trainer(config)
     state = restore(trainer, checkpoint_dir)
     result = TrainResult(trainer.model, state["history"], state["train_seconds"], state["epoch"])
-    # never longer than an epoch: a short chunk is padded to this length (one compiled shape)
-    steps_per_chunk = min(steps_per_chunk, len(train_images) // config.batch_size)
+    steps_per_chunk = _chunk_steps(config, len(train_images), steps_per_chunk)
     run_steps = trainer.chunk_runner(steps_per_chunk)
     from vae_model.history import code_version  # (pandas: only once training is under way)
     code = code_version()
