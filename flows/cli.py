@@ -193,28 +193,9 @@ def _main(argv: list[str] | None) -> int:
         if args.verb == "rerun":
             from vae_model.run import load_manifest, run_dir
             load_manifest(run_dir(args.artifacts_dir, args.run_id))
-        before_flow(args)  # starts Prefect's temporary server, if one is needed
-        if args.verb == "run":
-            from prefect.task_runners import ThreadPoolTaskRunner
-
-            from flows.pipeline import vae_pipeline
-            compile_ahead(parameters)
-            runner = ThreadPoolTaskRunner(max_workers=args.concurrency)
-            report = vae_pipeline.with_options(task_runner=runner)(**parameters)
-            print(f"report: {report}")
-        elif args.verb == "rerun":
-            from flows.rerun import rerun_stage
-            report = rerun_stage(args.stage, args.run_id, args.artifacts_dir, args.iwae_k,
-                                 args.gradient_draws, args.force)
-            print(f"report: {report}")
-        elif args.verb == "sweep":
-            from flows.sweep import dask_runner, vae_sweep
-            runner = dask_runner(args.dask_address, args.dask_workers)
-            report = vae_sweep.with_options(task_runner=runner)(**parameters)
-            print(f"report: {report}")
-        else:
-            from flows.pipeline import vae_pipeline
-            vae_pipeline.serve(name=args.name, cron=args.cron, parameters=parameters)
+        with contextlib.ExitStack() as cleanup:  # the temporary server stops before a message
+            before_flow(args, cleanup)  # starts a temporary Prefect server, if one is needed
+            run_verb(args, parameters)
     except KeyboardInterrupt as err:
         return _interrupted(err)
     except Exception as err:  # a user error (TrainingDiverged too) wherever it was found
@@ -231,6 +212,37 @@ def _main(argv: list[str] | None) -> int:
             return 1
         raise
     return 0
+
+
+def run_verb(args, parameters: dict | None) -> None:
+    """The flow of ``args.verb``, once Prefect's API answers."""
+    from flows import temporary_server
+
+    if args.verb == "run":
+        from prefect.task_runners import ThreadPoolTaskRunner
+
+        from flows.pipeline import vae_pipeline
+        compile_ahead(parameters)
+        runner = ThreadPoolTaskRunner(max_workers=args.concurrency)
+        temporary_server.wait_until_ready()
+        report = vae_pipeline.with_options(task_runner=runner)(**parameters)
+        print(f"report: {report}")
+    elif args.verb == "rerun":
+        from flows.rerun import rerun_stage
+        temporary_server.wait_until_ready()
+        report = rerun_stage(args.stage, args.run_id, args.artifacts_dir, args.iwae_k,
+                             args.gradient_draws, args.force)
+        print(f"report: {report}")
+    elif args.verb == "sweep":
+        from flows.sweep import dask_runner, vae_sweep
+        runner = dask_runner(args.dask_address, args.dask_workers)
+        temporary_server.wait_until_ready()
+        report = vae_sweep.with_options(task_runner=runner)(**parameters)
+        print(f"report: {report}")
+    else:
+        from flows.pipeline import vae_pipeline
+        temporary_server.wait_until_ready()
+        vae_pipeline.serve(name=args.name, cron=args.cron, parameters=parameters)
 
 
 def compile_ahead(parameters: dict) -> None:
@@ -263,10 +275,11 @@ def _reworded_interrupt(err: Exception) -> bool:
     return type(err).__name__ == "PydanticSerializationError" and "KeyboardInterrupt" in str(err)
 
 
-def before_flow(args) -> None:
+def before_flow(args, cleanup: contextlib.ExitStack) -> None:
     """The checks that need no flow run: another process writing this run (the flow takes
-    the lock itself; this only fails sooner), and the Prefect API to be used. Then user errors
-    raised inside the flow reach the terminal as one line, their tracebacks only the UI."""
+    the lock itself; this only fails sooner), and the Prefect API to be used, a temporary
+    server started if none is set (stopped by ``cleanup``). Then user errors raised inside the
+    flow reach the terminal as one line, their tracebacks only the UI."""
     from vae_model import lock
     from vae_model.run import run_dir
 
@@ -275,9 +288,9 @@ def before_flow(args) -> None:
     if getattr(args, "run_id", None):
         lock.check_free(run_dir(args.artifacts_dir, args.run_id))
     console.check_api()
-    if console.api_url()[0] is None:  # Prefect will start a temporary server
+    if console.api_url()[0] is None:
         from flows import temporary_server
-        temporary_server.install()
+        cleanup.enter_context(temporary_server.serving())
     console.quiet_user_tracebacks()
 
 

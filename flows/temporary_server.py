@@ -1,42 +1,45 @@
-"""Prefect's temporary server (started when no PREFECT_API_URL is set) made to fit a pipeline
-that can be interrupted:
+"""A temporary Prefect API server for a pipeline run when no PREFECT_API_URL is set, started and
+stopped by the pipeline itself; the pipeline then uses it as it would any Prefect server.
 
+Prefect would start one of its own (``SubprocessASGIServer``, the same command), but that fits
+a pipeline that can be interrupted badly, and costs start-up time:
+
+- **It starts first, in a process of its own.** Prefect's start imports its server modules
+  (~2 s) in the pipeline's main thread, before TensorFlow, only to launch a process that
+  imports them again; and launches it only then. The server now starts as soon as the command
+  line is checked and comes up (~3.5 s) on the other core while TensorFlow and tf_keras are
+  imported; the flow waits for it (``wait_until_ready``) just before it begins.
 - **Ctrl-C reaches the pipeline, not the server.** A terminal sends SIGINT to its whole
   foreground process group, server included: the server died at once, and the pipeline's
   last task and flow updates failed with ~400 lines of ``ConnectError`` tracebacks, recording
-  "Connection refused" as the run's error instead of "interrupted". The server now runs in a
-  session of its own; the pipeline stops it at exit, as Prefect always did.
-- **The server goes down with the pipeline, even on SIGKILL.** Prefect stops its server from
-  an ``atexit`` hook, which SIGKILL (and Python's default SIGTERM) skip: the server lived on,
-  holding a port and ~200 MB, one per killed run. It now watches its parent process and
-  stops itself (SIGTERM, uvicorn's graceful shutdown) within a second of the parent's death.
+  "Connection refused" as the run's error instead of "interrupted". The server runs in a
+  session of its own; the pipeline stops it when the command is done.
+- **The server goes down with the pipeline, even on SIGKILL.** Stopped only by the pipeline,
+  it would outlive a SIGKILL (holding a port and ~200 MB, one per killed run). It watches its
+  parent process and stops itself (SIGTERM, uvicorn's graceful shutdown) within a second of
+  the parent's death.
+- **A server that cannot start is one line, soon.** uvicorn exits with code 3 both for a port
+  in use and for a failed start-up; Prefect relaunched on that every 4 s for its whole start-up
+  timeout (2 min, ~60 tracebacks). Three launches here, then the pipeline says why
+  (``vae-pipeline: error: Prefect's temporary server failed to start ...``).
 
-- **It starts while the pipeline imports TensorFlow.** The server takes ~3.5 s to come up and
-  the imports ~5 s, one after the other on a 2-core machine that has a core idle for both. The
-  server is now started from a background thread as soon as the command line is checked;
-  Prefect's own start (when the flow begins) waits for that one to finish rather than see a
-  server marked running that does not answer yet.
-- **A server that cannot start is one line, soon.** Prefect relaunched it every 4 s for the
-  whole start-up timeout (2 min, ~60 tracebacks); it now gives up after 3 launches and the
-  pipeline says why (``vae-pipeline: error: Prefect's temporary server failed to start ...``).
-
-Done by giving the server module of Prefect a ``subprocess`` whose ``Popen`` adds the first
-two to the one command it launches (``python -m uvicorn ...``; everything else passes
-through, and it counts the launches), and by serialising ``SubprocessASGIServer.start``, which
-Prefect does not guard.
+Like Prefect's, the server has no UI (``PREFECT_UI_URL`` is set empty, so Prefect prints no
+link to one) and only the services Prefect runs in its temporary servers.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
 import subprocess
-import threading
-import types
+import sys
+import time
 
 from vae_model import UserInputError
 
-_STARTING = threading.Lock()
 LAUNCHES = 3  # server processes one start may launch
-_attempt = {"launches": 0, "failure": None}
+PORT_IN_USE_OR_FAILED = 3  # uvicorn's exit code for both
 
 # Runs uvicorn as ``python -m uvicorn`` would, after starting a thread that stops this process
 # once its parent is gone (the orphan is re-parented, so getppid() changes).
@@ -52,18 +55,114 @@ sys.argv[0] = "uvicorn"
 runpy.run_module("uvicorn", run_name="__main__", alter_sys=True)
 """
 
+_current: list[TemporaryServer] = []  # the server of the running command, if any
 
-def _popen(args, **kwargs):
-    if list(args[1:3]) == ["-m", "uvicorn"]:
-        # Prefect relaunches a server that exits with code 3, uvicorn's code for a port in use
-        # and for a failed start-up alike: a server that cannot start (an unwritable
-        # PREFECT_HOME) was relaunched every 4 s until the timeout, 60 tracebacks later.
-        _attempt["launches"] += 1
-        if _attempt["launches"] > LAUNCHES:
+
+class TemporaryServer:
+    def __init__(self, environment: dict[str, str]):
+        self.environment, self.launches = environment, 0
+        self.process: subprocess.Popen | None = None
+        self._launch()
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    def _launch(self) -> None:
+        if self.launches == LAUNCHES:
             raise _cannot_start(f"failed to start {LAUNCHES} times (its errors are above)")
-        args = [args[0], "-c", _WATCHED_UVICORN, *args[3:]]
-        kwargs["start_new_session"] = True
-    return subprocess.Popen(args, **kwargs)
+        self.launches += 1
+        with socket.socket() as probe:  # a free port now; if taken meanwhile, exit code 3
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        import prefect  # the server's code, as Prefect launches it
+
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", _WATCHED_UVICORN, "--app-dir",
+             str(prefect.__module_path__.parent), "--factory",
+             "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port",
+             str(self.port), "--log-level", "error", "--lifespan", "on"],
+            env=self.environment, start_new_session=True)
+
+    def wait_until_ready(self, timeout: float) -> None:
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() == PORT_IN_USE_OR_FAILED:
+                self._launch()  # on another port
+            elif self.process.poll() is not None:
+                raise _cannot_start(f"exited with code {self.process.returncode}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(self.api_url + "/health", timeout=2).status_code == 200:
+                    return
+            if time.monotonic() > deadline:
+                raise _cannot_start(f"did not answer within {timeout:g} s")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        from prefect.logging import get_logger
+
+        get_logger().info("Stopping temporary server on %s", self.api_url[:-4])
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@contextlib.contextmanager
+def serving():
+    """Start a temporary server and point this process (and the processes it starts: Dask
+    workers) at it through PREFECT_API_URL; on leaving, send what Prefect's log and event
+    workers still hold, stop the server, and restore the settings."""
+    from prefect.context import refresh_global_settings_context
+    from prefect.settings import get_current_settings
+
+    # the settings of this process, for the server's (PREFECT_HOME, database, ...), as Prefect
+    environment = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
+                   "PREFECT__SERVER_FINAL": "1",
+                   **get_current_settings().to_environment_variables(exclude_unset=True)}
+    server = TemporaryServer(environment)
+    names = ("PREFECT_API_URL", "PREFECT_UI_URL")
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ.update(PREFECT_API_URL=server.api_url, PREFECT_UI_URL="")
+    refresh_global_settings_context()
+    _current.append(server)
+    try:
+        yield server
+    finally:
+        _current.remove(server)
+        try:
+            _drain_prefect_workers()
+        finally:
+            server.stop()
+            for name, value in saved.items():
+                os.environ.pop(name, None) if value is None else os.environ.update({name: value})
+            refresh_global_settings_context()
+
+
+def wait_until_ready() -> None:
+    """Return once this command's temporary server (if any) answers; a one-line error if it
+    cannot start."""
+    if _current:
+        from prefect.settings import get_current_settings
+
+        _current[-1].wait_until_ready(
+            get_current_settings().server.ephemeral.startup_timeout_seconds)
+
+
+def _drain_prefect_workers() -> None:
+    """Logs and events Prefect still holds go to the server before it stops (Prefect drains
+    them at interpreter exit, when this server would be gone)."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        worker.drain_all(timeout=5)
 
 
 def _cannot_start(what: str) -> UserInputError:
@@ -72,37 +171,3 @@ def _cannot_start(what: str) -> UserInputError:
     return UserInputError(f"Prefect's temporary server {what}: check that PREFECT_HOME "
                           f"({PREFECT_HOME.value()}) is writable, or set PREFECT_API_URL to a "
                           "running Prefect server")
-
-
-def install() -> None:
-    """Launch Prefect's temporary servers as described above (idempotent), and start one now,
-    in the background: the next Prefect client waits for it, and gets its error if it failed
-    (rather than waiting out the start-up timeout a second time)."""
-    from prefect.server.api import server
-
-    if not isinstance(server.subprocess, types.SimpleNamespace):
-        server.subprocess = types.SimpleNamespace(**{**vars(subprocess), "Popen": _popen})
-        unguarded = server.SubprocessASGIServer.start
-
-        def start(self, timeout=None):
-            with _STARTING:
-                failure, _attempt["failure"] = _attempt["failure"], None
-                if failure is not None and not self.running:
-                    raise failure
-                _attempt["launches"] = 0
-                try:
-                    unguarded(self, timeout)
-                except UserInputError:
-                    raise
-                except Exception as err:  # noqa: BLE001 - Prefect's timeout: a RuntimeError
-                    raise _cannot_start(f"did not start ({err})") from None
-        server.SubprocessASGIServer.start = start
-    threading.Thread(target=_start_in_background, args=(server.SubprocessASGIServer,),
-                     name="temporary-server-start", daemon=True).start()
-
-
-def _start_in_background(server_class) -> None:
-    try:
-        server_class().start()
-    except Exception as err:  # noqa: BLE001 - raised again by the next start, in the flow
-        _attempt["failure"] = err

@@ -71,7 +71,7 @@ def test_ctrl_c_inside_pydantic_is_an_interruption_not_a_traceback(monkeypatch, 
         def _ser_model(self, handler):
             raise KeyboardInterrupt()
 
-    def importing_prefect(args):
+    def importing_prefect(args, cleanup):
         Settings().model_dump()
     monkeypatch.setattr(cli, "before_flow", importing_prefect)
     assert main(["run", "--artifacts-dir", str(tmp_path)]) == 130

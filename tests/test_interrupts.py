@@ -1,8 +1,8 @@
 """Interrupting a run: Ctrl-C in a terminal (SIGINT to the whole process group), SIGTERM from a
 scheduler. The run stops at the next training chunk, not at the end of its stage; says so in
 one line and in its manifest; leaves no Prefect server behind; and resumes with the same
-command. (SIGKILL: tests/test_lock.py.) Also the temporary server's start, which the CLI begins
-in the background."""
+command. (SIGKILL: tests/test_lock.py.) Also the CLI's temporary server: used while the command
+runs, then stopped."""
 
 import os
 import signal
@@ -96,33 +96,37 @@ def test_an_interrupted_run_stops_promptly_says_so_and_resumes(tiny_data, tmp_pa
         assert 0 < stopped_at < EPOCHS
 
 
-# Prefect's own start, right after install() began one in the background (the CLI's order):
-# it must return only once the server answers, and leave one server, stopped at exit.
-STARTS = """
-import time
+# The CLI's temporary server: this process (and its children) use it through PREFECT_API_URL
+# while the command runs; then it is stopped and the settings are as they were.
+SERVES = """
+import os
 import httpx
 from flows import temporary_server
-from prefect.server.api import server
-temporary_server.install()
-time.sleep(0.5)  # the CLI imports TensorFlow meanwhile; the server needs a few seconds
-first = server.SubprocessASGIServer()
-first.start()  # what Prefect's client calls when the flow begins
-print(httpx.get(first.api_url + "/health", timeout=5).status_code, first.server_process.pid)
+from prefect.settings import get_current_settings
+with temporary_server.serving() as server:
+    temporary_server.wait_until_ready()  # the CLI imports TensorFlow meanwhile
+    url = get_current_settings().api.url
+    print(url == server.api_url == os.environ["PREFECT_API_URL"],
+          httpx.get(url + "/health", timeout=5).status_code, server.process.pid)
+print(get_current_settings().api.url, "PREFECT_API_URL" in os.environ,
+      server.process.poll() is not None)
 """
 
 
-def test_prefects_start_waits_for_the_server_started_in_the_background(tmp_path):
+def test_the_temporary_server_is_used_while_the_command_runs_then_stopped(tmp_path):
     env = temporary_server_env(tmp_path / "prefect-home")
-    done = subprocess.run([sys.executable, "-c", STARTS], cwd=ROOT, env=env,
+    done = subprocess.run([sys.executable, "-c", SERVES], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
-    status, pid = done.stdout.split()[-2:]
-    assert status == "200"
+    during, after = done.stdout.splitlines()[-2:]
+    same_url, status, pid = during.split()
+    assert (same_url, status) == ("True", "200")
+    assert after == "None False True"
     try:
         server = [psutil.Process(int(pid))]
     except psutil.NoSuchProcess:
         server = []
-    assert gone(server, timeout=30)
+    assert gone(server, timeout=1)
 
 
 def test_a_temporary_server_that_cannot_start_fails_the_run_in_one_line(tmp_path):
