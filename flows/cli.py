@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import gc
 import os
 import signal
@@ -194,8 +195,8 @@ def _main(argv: list[str] | None) -> int:
             from vae_model.run import load_manifest, run_dir
             load_manifest(run_dir(args.artifacts_dir, args.run_id))
         with contextlib.ExitStack() as cleanup:  # the temporary server stops before a message
-            before_flow(args, cleanup)  # starts a temporary Prefect server, if one is needed
-            run_verb(args, parameters)
+            server = before_flow(args, cleanup)  # a temporary Prefect server, if one is needed
+            run_verb(args, parameters, server)
     except KeyboardInterrupt as err:
         return _interrupted(err)
     except Exception as err:  # a user error (TrainingDiverged too) wherever it was found
@@ -214,35 +215,33 @@ def _main(argv: list[str] | None) -> int:
     return 0
 
 
-def run_verb(args, parameters: dict | None) -> None:
-    """The flow of ``args.verb``, once Prefect's API answers."""
-    from flows import temporary_server
-
+def run_verb(args, parameters: dict | None, server=None) -> None:
+    """The flow of ``args.verb``, started once Prefect's API answers (``server``: the
+    temporary one, if any, which comes up while TensorFlow is imported)."""
     if args.verb == "run":
         from prefect.task_runners import ThreadPoolTaskRunner
 
         from flows.pipeline import vae_pipeline
         compile_ahead(parameters)
         runner = ThreadPoolTaskRunner(max_workers=args.concurrency)
-        temporary_server.wait_until_ready()
-        report = vae_pipeline.with_options(task_runner=runner)(**parameters)
-        print(f"report: {report}")
+        flow = functools.partial(vae_pipeline.with_options(task_runner=runner), **parameters)
     elif args.verb == "rerun":
         from flows.rerun import rerun_stage
-        temporary_server.wait_until_ready()
-        report = rerun_stage(args.stage, args.run_id, args.artifacts_dir, args.iwae_k,
-                             args.gradient_draws, args.force)
-        print(f"report: {report}")
+        flow = functools.partial(rerun_stage, args.stage, args.run_id, args.artifacts_dir,
+                                 args.iwae_k, args.gradient_draws, args.force)
     elif args.verb == "sweep":
         from flows.sweep import dask_runner, vae_sweep
         runner = dask_runner(args.dask_address, args.dask_workers)
-        temporary_server.wait_until_ready()
-        report = vae_sweep.with_options(task_runner=runner)(**parameters)
-        print(f"report: {report}")
+        flow = functools.partial(vae_sweep.with_options(task_runner=runner), **parameters)
     else:
         from flows.pipeline import vae_pipeline
-        temporary_server.wait_until_ready()
-        vae_pipeline.serve(name=args.name, cron=args.cron, parameters=parameters)
+        flow = functools.partial(vae_pipeline.serve, name=args.name, cron=args.cron,
+                                 parameters=parameters)
+    if server is not None:
+        server.wait_until_ready()
+    report = flow()
+    if args.verb != "serve":
+        print(f"report: {report}")
 
 
 def compile_ahead(parameters: dict) -> None:
@@ -275,11 +274,11 @@ def _reworded_interrupt(err: Exception) -> bool:
     return type(err).__name__ == "PydanticSerializationError" and "KeyboardInterrupt" in str(err)
 
 
-def before_flow(args, cleanup: contextlib.ExitStack) -> None:
+def before_flow(args, cleanup: contextlib.ExitStack):
     """The checks that need no flow run: another process writing this run (the flow takes
-    the lock itself; this only fails sooner), and the Prefect API to be used, a temporary
-    server started if none is set (stopped by ``cleanup``). Then user errors raised inside the
-    flow reach the terminal as one line, their tracebacks only the UI."""
+    the lock itself; this only fails sooner), and the Prefect API to be used: if none is set,
+    a temporary server is started and returned (stopped by ``cleanup``). Then user errors
+    raised inside the flow reach the terminal as one line, their tracebacks only the UI."""
     from vae_model import lock
     from vae_model.run import run_dir
 
@@ -288,10 +287,12 @@ def before_flow(args, cleanup: contextlib.ExitStack) -> None:
     if getattr(args, "run_id", None):
         lock.check_free(run_dir(args.artifacts_dir, args.run_id))
     console.check_api()
+    server = None
     if console.api_url()[0] is None:
         from flows import temporary_server
-        cleanup.enter_context(temporary_server.serving())
+        server = cleanup.enter_context(temporary_server.serving())
     console.quiet_user_tracebacks()
+    return server
 
 
 def registry_verb(args) -> int:

@@ -8,7 +8,8 @@ a pipeline that can be interrupted badly, and costs start-up time:
   (~2 s) in the pipeline's main thread, before TensorFlow, only to launch a process that
   imports them again; and launches it only then. The server now starts as soon as the command
   line is checked and comes up (~3.5 s) on the other core while TensorFlow and tf_keras are
-  imported; the flow waits for it (``wait_until_ready``) just before it begins.
+  imported; the flow waits for it (``TemporaryServer.wait_until_ready``) just before it
+  begins.
 - **Ctrl-C reaches the pipeline, not the server.** A terminal sends SIGINT to its whole
   foreground process group, server included: the server died at once, and the pipeline's
   last task and flow updates failed with ~400 lines of ``ConnectError`` tracebacks, recording
@@ -55,9 +56,6 @@ sys.argv[0] = "uvicorn"
 runpy.run_module("uvicorn", run_name="__main__", alter_sys=True)
 """
 
-_current: list[TemporaryServer] = []  # the server of the running command, if any
-
-
 class TemporaryServer:
     def __init__(self, environment: dict[str, str]):
         self.environment, self.launches = environment, 0
@@ -84,9 +82,14 @@ class TemporaryServer:
              str(self.port), "--log-level", "error", "--lifespan", "on"],
             env=self.environment, start_new_session=True)
 
-    def wait_until_ready(self, timeout: float) -> None:
+    def wait_until_ready(self, timeout: float | None = None) -> None:
+        """Return once the server answers (within ``timeout`` s, by default Prefect's start-up
+        timeout for its temporary servers); a one-line error if it cannot start."""
         import httpx
+        from prefect.settings import get_current_settings
 
+        if timeout is None:
+            timeout = get_current_settings().server.ephemeral.startup_timeout_seconds
         deadline = time.monotonic() + timeout
         while True:
             if self.process.poll() == PORT_IN_USE_OR_FAILED:
@@ -131,28 +134,19 @@ def serving():
     saved = {name: os.environ.get(name) for name in names}
     os.environ.update(PREFECT_API_URL=server.api_url, PREFECT_UI_URL="")
     refresh_global_settings_context()
-    _current.append(server)
     try:
         yield server
     finally:
-        _current.remove(server)
         try:
             _drain_prefect_workers()
         finally:
             server.stop()
             for name, value in saved.items():
-                os.environ.pop(name, None) if value is None else os.environ.update({name: value})
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
             refresh_global_settings_context()
-
-
-def wait_until_ready() -> None:
-    """Return once this command's temporary server (if any) answers; a one-line error if it
-    cannot start."""
-    if _current:
-        from prefect.settings import get_current_settings
-
-        _current[-1].wait_until_ready(
-            get_current_settings().server.ephemeral.startup_timeout_seconds)
 
 
 def _drain_prefect_workers() -> None:

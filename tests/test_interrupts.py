@@ -104,7 +104,7 @@ import httpx
 from flows import temporary_server
 from prefect.settings import get_current_settings
 with temporary_server.serving() as server:
-    temporary_server.wait_until_ready()  # the CLI imports TensorFlow meanwhile
+    server.wait_until_ready()  # the CLI imports TensorFlow meanwhile
     url = get_current_settings().api.url
     print(url == server.api_url == os.environ["PREFECT_API_URL"],
           httpx.get(url + "/health", timeout=5).status_code, server.process.pid)
