@@ -19,6 +19,12 @@ a pipeline that can be interrupted badly, and costs start-up time:
   it would outlive a SIGKILL (holding a port and ~200 MB, one per killed run). It watches its
   parent process and stops itself (SIGTERM, uvicorn's graceful shutdown) within a second of
   the parent's death.
+- **A server that dies during the run is started again, on its port.** Killed (the kernel's
+  OOM killer, a stray ``kill``), it left the pipeline training on for minutes with nothing to
+  report to: Prefect's client retried each request for ~80 s, then failed the stage with
+  ``ConnectError`` tracebacks, and its events for minutes more; SIGTERM waited for them. The
+  server's database is a file, so a new server on the same port carries on the same flow run:
+  the client's retries reach it (~4 s later), and the run goes on with a warning line.
 - **A server that cannot start is one line, soon.** uvicorn exits with code 3 both for a port
   in use and for a failed start-up; Prefect relaunched on that every 4 s for its whole start-up
   timeout (2 min, ~60 tracebacks). Three launches here, then the pipeline says why
@@ -35,11 +41,13 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 from vae_model import UserInputError
 
 LAUNCHES = 3  # server processes one start may launch
+RESTARTS = 3  # servers started again after one died during the run
 PORT_IN_USE_OR_FAILED = 3  # uvicorn's exit code for both
 
 # Runs uvicorn as ``python -m uvicorn`` would, after starting a thread that stops this process
@@ -58,21 +66,24 @@ runpy.run_module("uvicorn", run_name="__main__", alter_sys=True)
 
 class TemporaryServer:
     def __init__(self, environment: dict[str, str]):
-        self.environment, self.launches = environment, 0
+        self.environment, self.launches, self.restarts = environment, 0, 0
         self.process: subprocess.Popen | None = None
+        self._stopping, self._watch = threading.Event(), None
         self._launch()
 
     @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/api"
 
-    def _launch(self) -> None:
+    def _launch(self, port: int | None = None) -> None:
         if self.launches == LAUNCHES:
             raise _cannot_start(f"failed to start {LAUNCHES} times (its errors are above)")
         self.launches += 1
-        with socket.socket() as probe:  # a free port now; if taken meanwhile, exit code 3
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        if port is None:
+            with socket.socket() as probe:  # a free port now; if taken meanwhile, exit code 3
+                probe.bind(("127.0.0.1", 0))
+                port = probe.getsockname()[1]
+        self.port = port
         import prefect  # the server's code, as Prefect launches it
 
         self.process = subprocess.Popen(
@@ -84,18 +95,27 @@ class TemporaryServer:
 
     def wait_until_ready(self, timeout: float | None = None) -> None:
         """Return once the server answers (within ``timeout`` s, by default Prefect's start-up
-        timeout for its temporary servers); a one-line error if it cannot start."""
+        timeout for its temporary servers), then restart it if it dies; a one-line error if
+        it cannot start."""
+        self._answering(timeout, same_port=False)
+        if self._watch is None:
+            self._watch = threading.Thread(target=self._restart_when_dead, daemon=True,
+                                           name="temporary-server-watch")
+            self._watch.start()
+
+    def _answering(self, timeout: float | None, same_port: bool) -> None:
         import httpx
         from prefect.settings import get_current_settings
 
         if timeout is None:
             timeout = get_current_settings().server.ephemeral.startup_timeout_seconds
         deadline = time.monotonic() + timeout
-        while True:
-            if self.process.poll() == PORT_IN_USE_OR_FAILED:
+        while not self._stopping.is_set():
+            code = self.process.poll()
+            if code == PORT_IN_USE_OR_FAILED and not same_port:
                 self._launch()  # on another port
-            elif self.process.poll() is not None:
-                raise _cannot_start(f"exited with code {self.process.returncode}")
+            elif code is not None:
+                raise _cannot_start(f"exited with code {code}")
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(self.api_url + "/health", timeout=2).status_code == 200:
                     return
@@ -103,7 +123,36 @@ class TemporaryServer:
                 raise _cannot_start(f"did not answer within {timeout:g} s")
             time.sleep(0.1)
 
+    def _restart_when_dead(self) -> None:
+        """Start the server again, on its port (the client has its URL), whenever it exits
+        before ``stop``; at most RESTARTS times a run."""
+        from prefect.logging import get_logger
+
+        while not self._stopping.wait(0.5):
+            code = self.process.poll()
+            if code is None:
+                continue
+            how = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
+            if self.restarts == RESTARTS:
+                get_logger().error("Prefect's temporary server on %s %s, and was restarted %d "
+                                   "times already: not again", self.api_url[:-4], how, RESTARTS)
+                return
+            self.restarts += 1
+            get_logger().warning("Prefect's temporary server on %s %s during the run; "
+                                 "starting it again on the same port", self.api_url[:-4], how)
+            try:
+                self.launches = 0
+                self._launch(self.port)
+                self._answering(None, same_port=True)
+            except Exception as err:  # noqa: BLE001 - one line; the client's errors follow
+                get_logger().error("Prefect's temporary server could not be started again: %s",
+                                   str(err).splitlines()[0])
+                return
+
     def stop(self) -> None:
+        self._stopping.set()
+        if self._watch is not None and self._watch is not threading.current_thread():
+            self._watch.join()
         if self.process is None or self.process.poll() is not None:
             return
         from prefect.logging import get_logger

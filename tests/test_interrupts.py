@@ -4,8 +4,10 @@ one line and in its manifest; leaves no Prefect server behind; and resumes with 
 command. (SIGKILL: tests/test_lock.py.) Also the CLI's temporary server: used while the command
 runs, then stopped."""
 
+import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 
@@ -94,6 +96,59 @@ def test_an_interrupted_run_stops_promptly_says_so_and_resumes(tiny_data, tmp_pa
         assert [h["epoch"] for h in history] == list(range(1, EPOCHS + 1))
         assert storage.read_json(run_path / "manifest.json")["status"] == "complete"
         assert 0 < stopped_at < EPOCHS
+
+
+def servers(process, but=()) -> list[psutil.Process]:
+    """The pipeline's live uvicorn processes, but ``but``."""
+    found = []
+    for child in children(process):
+        with contextlib.suppress(psutil.Error):  # gone, or a zombie not yet reaped
+            if "uvicorn" in " ".join(child.cmdline()) and child not in but:
+                found.append(child)
+    return found
+
+
+def database_of(server: psutil.Process) -> str | None:
+    with contextlib.suppress(psutil.Error):
+        for file in server.open_files():
+            if file.path.endswith("prefect.db"):
+                return file.path
+    return None
+
+
+def test_a_temporary_server_killed_during_the_run_is_started_again_and_the_run_completes(
+        tiny_data, tmp_path):
+    artifacts = tmp_path / "artifacts"
+    args = ["run", "--run-id", "r", "--epochs", "12", "--batch-size", "32", "--iwae-k", "2",
+            "--gradient-draws", "2", "--seeds", "0", "--estimators", "analytic",
+            "--artifacts-dir", str(artifacts)]
+    process = start_pipeline(tiny_data, tmp_path, args)
+    log, run_path = tmp_path / "pipeline.log", run.run_dir(artifacts, "r")
+    state = run_path / "models" / "analytic-s0" / "state.json"
+    wait_until(state.exists, process, log, "training never wrote a checkpoint")
+    killed = servers(process)
+    assert len(killed) == 1
+    killed[0].kill()  # as the OOM killer would
+    wait_until(lambda: servers(process, but=killed), process, log, "no server started again")
+    server = servers(process, but=killed)
+    wait_until(lambda: database_of(server[0]), process, log, "the new server has no database")
+    database = database_of(server[0])
+    code = process.wait(timeout=300)
+
+    output = log.read_text()
+    assert code == 0, output[-3000:]
+    assert "killed by signal 9 during the run; starting it again on the same port" in output
+    assert "Traceback" not in output and "ConnectError" not in output, output[-3000:]
+    manifest = storage.read_json(run_path / "manifest.json")
+    assert manifest["status"] == "complete"
+    assert [h["epoch"] for h in storage.read_json(state)["history"]] == list(range(1, 13))
+    # the restarted server recorded the rest of the run: every stage completed
+    with contextlib.closing(sqlite3.connect(database)) as db:
+        states = dict(db.execute("SELECT name, state_type FROM task_run").fetchall())
+        flows = db.execute("SELECT state_type FROM flow_run").fetchall()
+    assert flows == [("COMPLETED",)]
+    assert states["train-analytic-s0"] == states["publish-results"] == "COMPLETED", states
+    assert gone(server, timeout=30), "the restarted server outlived the run"
 
 
 # The CLI's temporary server: this process (and its children) use it through PREFECT_API_URL
