@@ -124,7 +124,7 @@ def units_on(hidden: tf.Tensor) -> tf.Tensor:
     return tf.where(tf.concat([[True], tf.reduce_any(hidden[1:] > 0, 1)], 0))[:, 0]
 
 
-def _softplus_sum(logits: tf.Tensor) -> tf.Tensor:
+def softplus_sum(logits: tf.Tensor) -> tf.Tensor:
     """Σ softplus over the first axis (784 pixels), with 8 logarithms instead of 784."""
     terms = 1.0 + tf.exp(-tf.abs(logits))
     products = tf.reduce_prod(tf.reshape(terms, [PIXEL_GROUPS, -1, tf.shape(logits)[1]]), 1)
@@ -170,7 +170,7 @@ def _iwae_log_sums(encoder, decoder, images, seeds, samples, group):
         logits = tf.matmul(tf.gather(kernel, on), hidden, transpose_a=True) + bias
         x_dot_logits = tf.reduce_sum(tf.reshape(hidden, [-1, group, samples])
                                      * tf.gather(x_kernel, on)[:, :, None], 0)
-        log_likelihood = x_dot_logits - tf.reshape(_softplus_sum(logits), [group, samples])
+        log_likelihood = x_dot_logits - tf.reshape(softplus_sum(logits), [group, samples])
         # log p(z) - log q(z|x): the 2π constants cancel and (z - loc) / scale is eps
         return tf.reduce_logsumexp(log_likelihood + constant[:, None] + 0.5 * tf.reduce_sum(
             tf.square(eps) - tf.square(z), 0), -1)

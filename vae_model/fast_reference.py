@@ -10,7 +10,7 @@ point against 4.1-4.4, in turns in one process):
   of its 256 inputs a group of 512 nearby points turns on ~90 (exact: the others are zero).
   Nearby: ``PointCache`` decodes its new points in Z-order (``reference_tiles.z_order``), so
   that a group covers a small patch of the latent plane (in key order, a thin strip: ~130).
-- **log p(0|z) = -Σ softplus(l)** with 8 logarithms instead of 784 (``_softplus_sum``).
+- **log p(0|z) = -Σ softplus(l)** with 8 logarithms instead of 784 (``softplus_sum``).
 - **XLA where shapes are fixed, TensorFlow's kernels where they are not**: the ReLU layers and
   the softplus sum compile once; the pruned product, whose width varies, runs as a plain op.
 
@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 # supports: this module decodes exactly the models fast_evaluation evaluates
-from vae_model.fast_evaluation import _softplus_sum, supports, units_on  # noqa: F401
+from vae_model.fast_evaluation import softplus_sum, supports, units_on  # noqa: F401
 
 GROUP = 512  # points per pruned product (256-1024 measured alike; fewer: more units left out)
 
@@ -41,7 +41,7 @@ def _hidden(layers, z):
 @tf.function(jit_compile=True)
 def _empty_log_prob(logits_without_bias, bias):
     """log p(0|z) = -Σ softplus(l) of Bernoulli pixels, per column of [784, points]."""
-    return -_softplus_sum(logits_without_bias + bias[:, None])
+    return -softplus_sum(logits_without_bias + bias[:, None])
 
 
 @tf.function(autograph=False)

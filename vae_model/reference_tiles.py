@@ -32,9 +32,9 @@ def key_indices(keys):
     return keys >> 32, (keys & 0xFFFFFFFF).astype(np.uint32).view(np.int32).astype(np.int64)
 
 
-def key_positions(keys):
-    """The z (float32, (n, 2)) of position_keys' keys."""
-    return (np.stack(key_indices(keys), 1) * 2.0 ** -FINEST_LEVEL).astype(np.float32)
+def positions(i, j):
+    """The z (float32, (n, 2)) of finest-lattice indices (i, j), as key_indices gives them."""
+    return (np.stack([i, j], 1) * 2.0 ** -FINEST_LEVEL).astype(np.float32)
 
 
 def z_order(i: np.ndarray, j: np.ndarray) -> np.ndarray:
@@ -87,12 +87,13 @@ def _masked_sums(log_joint, origin, lo, hi):
     return tf.cast(peak, tf.float64), tf.stack(sums, axis=-1)
 
 
-def _aligned_empty(*shape) -> np.ndarray:
+def _aligned_empty(*shape) -> tuple[np.ndarray, mmap.mmap]:
     """An uninitialised float32 array at a page boundary (TensorFlow needs 64 bytes for memory
-    it shares), in a private anonymous mapping, returned to the system when freed."""
+    it shares), in a private anonymous mapping (returned too), given back to the system when
+    both are freed."""
     memory = mmap.mmap(-1, max(int(np.prod(shape)) * 4, 1),
                        flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    return np.frombuffer(memory, np.float32, int(np.prod(shape))).reshape(shape)
+    return np.frombuffer(memory, np.float32, int(np.prod(shape))).reshape(shape), memory
 
 
 # The stores of finished caches, kept for the next cache of their size. A cache writes up to
@@ -101,25 +102,25 @@ def _aligned_empty(*shape) -> np.ndarray:
 # 760 MB against 0.4 s), while written-before memory takes 0.04 s. Kept stores are marked
 # MADV_FREE: the kernel takes their pages back if it runs short, until then they are reused.
 SPARE_STORES = 2  # the default run evaluates two models at a time
-_spare: list[tuple[np.ndarray, np.ndarray]] = []
+Stores = tuple[tuple[np.ndarray, mmap.mmap], tuple[np.ndarray, mmap.mmap]]
+_spare: list[Stores] = []
 _spare_lock = threading.Lock()
 
 
-def _stores(capacity: int, features: int) -> tuple[np.ndarray, np.ndarray]:
-    """(features, constant) arrays for a cache: a finished cache's of this size, or fresh."""
+def _stores(capacity: int, features: int) -> Stores:
+    """The (array, mapping) of a cache's features and constants: a finished cache's of this
+    size, or fresh."""
     with _spare_lock:
-        for i, (kept, _) in enumerate(_spare):
+        for i, ((kept, _), _) in enumerate(_spare):
             if kept.shape == (capacity, features):
                 return _spare.pop(i)
     return _aligned_empty(capacity, features), _aligned_empty(capacity)
 
 
-def _keep_spare(stores: tuple[np.ndarray, np.ndarray]) -> None:
-    for store in stores:
-        while isinstance(store, np.ndarray):  # to the mapping behind the array
-            store = store.base
-        if hasattr(mmap, "MADV_FREE"):
-            store.obj.madvise(mmap.MADV_FREE)  # (a memoryview of the mmap)
+def _keep_spare(stores: Stores) -> None:
+    if hasattr(mmap, "MADV_FREE"):
+        for _, memory in stores:
+            memory.madvise(mmap.MADV_FREE)
     with _spare_lock:
         _spare.append(stores)
         del _spare[:max(len(_spare) - SPARE_STORES, 0)]  # the most recent are kept
@@ -133,12 +134,13 @@ class PointCache:
     def __init__(self, decode, capacity: int, features: int):
         self.decode, self.capacity = decode, capacity
         self.keys, self.rows, self.used = np.empty(0, np.int64), np.empty(0, np.int64), 0
-        self.features, self.constant = _stores(capacity, features)  # rows are written once
+        self._memory = _stores(capacity, features)
+        (self.features, _), (self.constant, _) = self._memory  # rows are written once
 
     def release(self) -> None:
         """Done with this cache: its memory goes to the next one (see ``_stores``)."""
-        _keep_spare((self.features, self.constant))
-        self.features = self.constant = None
+        _keep_spare(self._memory)
+        self.features = self.constant = self._memory = None
 
     def rows_of(self, keys: np.ndarray):
         """Rows of the sorted unique position keys ``keys`` (missing ones decoded), and the
@@ -147,12 +149,14 @@ class PointCache:
         hit = self.keys[where] == keys if len(self.keys) else np.zeros(len(keys), bool)
         rows = np.where(hit, self.rows[where] if len(self.keys) else 0, -1)
         missing = np.flatnonzero(~hit)
-        missing = missing[z_order(*key_indices(keys[missing]))]  # decoded in this order
+        i, j = key_indices(keys[missing])
+        order = z_order(i, j)  # decoded in this order
+        missing, i, j = missing[order], i[order], j[order]
         if self.used + len(missing) > self.capacity:
             self._keep(keys[hit], rows[hit])
             rows[hit] = self.rows
         rows[missing] = self.used + np.arange(len(missing))
-        z = key_positions(keys[missing])
+        z = positions(i, j)
         for start in range(0, len(z), DECODE_CHUNK):
             part = z[start:start + DECODE_CHUNK]
             features, constant = self.decode(np.pad(part, [(0, DECODE_CHUNK - len(part)), (0, 0)]))
