@@ -195,7 +195,7 @@ def _encode(model, images: np.ndarray, batch_size: int = 2000):
 
 def reference_nll(model, images: np.ndarray, tolerance: float = 0.02, window: float = 8.0,
                   points_per_sigma: float = 1.0, max_refinements: int = 3,
-                  max_points_per_image: int = 2**16, image_chunk: int = 256,
+                  max_points_per_image: int = 2**18, image_chunk: int = 256,
                   cache_mb: float = 1024) -> dict:
     """-log p(x) per image (nats) for a 2-D latent ``model`` and uint8 ``images``, by
     quadrature (see the module docstring). ``image_chunk``: most images per tile in one
