@@ -30,7 +30,7 @@ Method, and why:
   missed 0.5 nats; 32σ agreed with a brute-force grid to 0.001).
 - Mass far from q: a window's own tests cannot see mass beyond it, and q(z|x) does sit on a
   minor mode at times (10-epoch models: ~2% of test images, whose true -log p(x) was up to
-  100 nats below the window's; the mean over 10,000 images 0.23-0.28 nats lower). So every
+  100 nats below the window's; the mean over 10,000 images 0.13-0.75 nats lower). So every
   round also sums p(x, z) on a coarse lattice (``Probe``: spacing 1/8 over |z_k| <= 5, 6,561
   points, one product per image) outside each window; where that mass exceeds tolerance / 2
   the window is extended over the probe points that hold it, with a window's margin, and it
