@@ -46,7 +46,7 @@ import time
 
 from vae_model import UserInputError
 
-LAUNCHES = 3  # server processes one start may launch
+LAUNCHES = 3  # server processes the first start may launch (on other ports)
 RESTARTS = 3  # servers started again after one died during the run
 PORT_IN_USE_OR_FAILED = 3  # uvicorn's exit code for both
 
@@ -76,8 +76,6 @@ class TemporaryServer:
         return f"http://127.0.0.1:{self.port}/api"
 
     def _launch(self, port: int | None = None) -> None:
-        if self.launches == LAUNCHES:
-            raise _cannot_start(f"failed to start {LAUNCHES} times (its errors are above)")
         self.launches += 1
         if port is None:
             with socket.socket() as probe:  # a free port now; if taken meanwhile, exit code 3
@@ -113,6 +111,8 @@ class TemporaryServer:
         while not self._stopping.is_set():
             code = self.process.poll()
             if code == PORT_IN_USE_OR_FAILED and not same_port:
+                if self.launches == LAUNCHES:
+                    raise _cannot_start(f"failed to start {LAUNCHES} times (its errors are above)")
                 self._launch()  # on another port
             elif code is not None:
                 raise _cannot_start(f"exited with code {code}")
@@ -141,7 +141,6 @@ class TemporaryServer:
             get_logger().warning("Prefect's temporary server on %s %s during the run; "
                                  "starting it again on the same port", self.api_url[:-4], how)
             try:
-                self.launches = 0
                 self._launch(self.port)
                 self._answering(None, same_port=True)
             except Exception as err:  # noqa: BLE001 - one line; the client's errors follow

@@ -61,12 +61,15 @@ def train_model(settings: dict, data_facts: dict, run_dir: str) -> str:
         description=f"Training {config.name}: {config.epochs} epochs")
     # Each update is a request to the server (~10 ms): sent from a thread of its own, in order,
     # while training goes on (in the training thread, 2.5 s of a default run's workers).
+    def warn_if_failed(sent):
+        if sent.exception() is not None:
+            logger.warning("progress artifact not updated: %s", sent.exception())
+
     with ThreadPoolExecutor(1, thread_name_prefix="progress") as sender:
         def on_progress(p):
             done = ((p.epoch - 1) * p.steps_per_epoch + p.step) / (p.epochs * p.steps_per_epoch)
-            sent = sender.submit(update_progress_artifact, progress_id, 100.0 * done)
-            sent.add_done_callback(lambda f: f.exception() and logger.warning(
-                "progress artifact not updated: %s", f.exception()))
+            sender.submit(update_progress_artifact, progress_id,
+                          100.0 * done).add_done_callback(warn_if_failed)
             logger.info("epoch %d/%d step %d/%d: train -ELBO %.2f nats (%.0f img/s)", p.epoch,
                         p.epochs, p.step, p.steps_per_epoch, p.train_neg_elbo,
                         p.images_per_second)

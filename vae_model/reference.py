@@ -65,10 +65,10 @@ from vae_model import UserInputError, fast_reference, stopping
 from vae_model.data import IMAGE_SHAPE
 from vae_model.networks import compiled_for_model
 from vae_model.reference_tiles import (
-    DECODE_CHUNK,
     FINEST_LEVEL,
     TILE,
     PointCache,
+    decoded,
     window_log_sums,
 )
 
@@ -89,14 +89,11 @@ class Probe:
 
     def __init__(self, x, x_bias, decode):
         steps = int(PROBE_BOX * 2**PROBE_LEVEL)
-        axis = np.arange(-steps, steps + 1)
+        axis = np.arange(-steps, steps + 1, dtype=np.int32)
         self.k = np.stack(np.meshgrid(axis, axis, indexing="ij"), -1).reshape(-1, 2)
-        z = (self.k * 2.0**-PROBE_LEVEL).astype(np.float32)
-        terms = [decode(np.pad(z[start:start + DECODE_CHUNK],
-                               [(0, max(start + DECODE_CHUNK - len(z), 0)), (0, 0)]))
-                 for start in range(0, len(z), DECODE_CHUNK)]  # (one compiled shape)
-        self.features = tf.constant(np.concatenate([t[0] for t in terms])[:len(z)])
-        self.constant = tf.constant(np.concatenate([t[1] for t in terms])[:len(z)])
+        terms = list(decoded(decode, (self.k * 2.0**-PROBE_LEVEL).astype(np.float32)))
+        self.features = tf.constant(np.concatenate([t[1] for t in terms]))
+        self.constant = tf.constant(np.concatenate([t[2] for t in terms]))
         self.x, self.x_bias = x, x_bias
 
     def outside(self, images, level, lo, hi):
@@ -115,8 +112,8 @@ class Probe:
                       for k in (k_lo, k_hi)]
             log_joint = tf.matmul(tf.gather(self.x, part), self.features, transpose_b=True)
             results.append([t.numpy() for t in _outside_sums(
-                log_joint + tf.gather(self.x_bias, part)[:, None] + self.constant,
-                self.k.astype(np.int32), *window)])
+                log_joint + tf.gather(self.x_bias, part)[:, None] + self.constant, self.k,
+                *window)])
         n = len(images)
         log_mass, heavy_lo, heavy_hi = (np.concatenate(r)[:n] for r in zip(*results))
         step = 2.0**-PROBE_LEVEL

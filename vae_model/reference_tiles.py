@@ -126,6 +126,15 @@ def _keep_spare(stores: Stores) -> None:
         del _spare[:max(len(_spare) - SPARE_STORES, 0)]  # the most recent are kept
 
 
+def decoded(decode, z: np.ndarray):
+    """``decode`` (features, constant) of the points z (float32 (n, 2)) DECODE_CHUNK at a time,
+    the last chunk padded (one compiled shape): yields (first point, features, constant)."""
+    for start in range(0, len(z), DECODE_CHUNK):
+        part = z[start:start + DECODE_CHUNK]
+        features, constant = decode(np.pad(part, [(0, DECODE_CHUNK - len(part)), (0, 0)]))
+        yield start, features[:len(part)], constant[:len(part)]
+
+
 class PointCache:
     """Decoded grid points (features, constant) by position_keys, at most ``capacity`` of
     them. New points are appended; when they no longer fit, only the points asked for are
@@ -156,12 +165,9 @@ class PointCache:
             self._keep(keys[hit], rows[hit])
             rows[hit] = self.rows
         rows[missing] = self.used + np.arange(len(missing))
-        z = positions(i, j)
-        for start in range(0, len(z), DECODE_CHUNK):
-            part = z[start:start + DECODE_CHUNK]
-            features, constant = self.decode(np.pad(part, [(0, DECODE_CHUNK - len(part)), (0, 0)]))
-            row = slice(self.used + start, self.used + start + len(part))
-            self.features[row], self.constant[row] = features[:len(part)], constant[:len(part)]
+        for start, features, constant in decoded(self.decode, positions(i, j)):
+            row = slice(self.used + start, self.used + start + len(features))
+            self.features[row], self.constant[row] = features, constant
         self.used += len(missing)
         if len(missing):
             self.keys = np.concatenate([self.keys, keys[missing]])
