@@ -76,7 +76,10 @@ PIXELS = IMAGE_SHAPE[0] * IMAGE_SHAPE[1]
 # The probe for mass outside the windows: a lattice of spacing 2^-PROBE_LEVEL over the box
 # |z_k| <= PROBE_BOX (the prior's density at its edge: e^-12.5 of its peak per dimension)
 PROBE_LEVEL, PROBE_BOX = 3, 5.0
-HEAVY = 20.0  # probe points within e^20 of an image's heaviest one outside its window count
+# Where the probe found mass outside a window, the window reaches out over the probe points within
+# e^HEAVY of the heaviest: the others (< 6,561 points, each below e^-14 of it) hold < 0.6% of the
+# mass outside, which the next round's probe still counts. (e^20: 1-2 s more a model, same means.)
+HEAVY = 14.0
 
 
 class Probe:
