@@ -277,8 +277,9 @@ def _reworded_interrupt(err: Exception) -> bool:
 def before_flow(args, cleanup: contextlib.ExitStack):
     """The checks that need no flow run: another process writing this run (the flow takes
     the lock itself; this only fails sooner), and the Prefect API to be used: if none is set,
-    a temporary server is started and returned (stopped by ``cleanup``). Then user errors
-    raised inside the flow reach the terminal as one line, their tracebacks only the UI."""
+    a temporary server is started and returned (stopped by ``cleanup``); if one is set, it is
+    watched while the command runs. Then user errors raised inside the flow reach the terminal
+    as one line, their tracebacks only the UI."""
     from vae_model import lock
     from vae_model.run import run_dir
 
@@ -287,10 +288,12 @@ def before_flow(args, cleanup: contextlib.ExitStack):
     if getattr(args, "run_id", None):
         lock.check_free(run_dir(args.artifacts_dir, args.run_id))
     console.check_api()
-    server = None
-    if console.api_url()[0] is None:
+    server, (url, _) = None, console.api_url()
+    if url is None:
         from flows import temporary_server
-        server = cleanup.enter_context(temporary_server.serving())
+        server = cleanup.enter_context(temporary_server.serving())  # restarted if it dies
+    elif args.verb != "serve":  # Prefect's runner rides out a server's absence between runs
+        console.watch_api(url)
     console.quiet_user_tracebacks()
     return server
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import threading
 from pathlib import Path
 
 from prefect import Task
@@ -19,6 +20,11 @@ from prefect.exceptions import TerminationSignal
 from vae_model import lock, registry, stopping
 
 STAGE_ATTRIBUTE = "_vae_stage"
+# The runs this process is writing (path -> parameters and start, for their manifest) and those
+# whose flow got through its work: for ``abandon``, called from another thread.
+_writing: dict[Path, tuple[dict | None, str]] = {}
+_written: list[Path] = []
+_registry_lock = threading.Lock()
 
 
 def _note_stage(task, task_run, state) -> None:
@@ -62,8 +68,12 @@ def writing(run_path: str | Path, parameters: dict | None = None):
     stopping.reset()
     started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     with lock.hold(run_path):
+        with _registry_lock:
+            _writing[Path(run_path)] = (parameters, started)
         try:
             yield Path(run_path)
+            with _registry_lock:
+                _written.append(Path(run_path))
         except BaseException as err:
             if not isinstance(err, Exception):
                 stopping.request()
@@ -73,3 +83,20 @@ def writing(run_path: str | Path, parameters: dict | None = None):
             with contextlib.suppress(OSError):  # a full disk must not hide the real error
                 registry.record_failure(run_path, failed_stage(err), error, parameters, started)
             raise
+        finally:
+            with _registry_lock:
+                _writing.pop(Path(run_path), None)
+
+
+def abandon(error: str) -> tuple[list[Path], list[Path]]:
+    """Record ``error`` in the manifest of every run this process is writing, for a process
+    about to end without the flow's own failure path (which would wait minutes on a Prefect
+    API that is gone), and ask its stages to stop. Returns those runs, and the runs whose
+    flow got through all its work."""
+    stopping.request()
+    with _registry_lock:
+        writing, written = dict(_writing), list(_written)
+    for run_path, (parameters, started) in writing.items():
+        with contextlib.suppress(OSError):
+            registry.record_failure(run_path, "flow", error, parameters, started)
+    return list(writing), written

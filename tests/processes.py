@@ -30,10 +30,12 @@ def temporary_server_env(prefect_home: str | os.PathLike, **extra: str) -> dict:
     return env
 
 
-def start_pipeline(tiny_data: Path, tmp_path: Path, args: list[str]) -> subprocess.Popen:
+def start_pipeline(tiny_data: Path, tmp_path: Path, args: list[str],
+                   **extra_env: str) -> subprocess.Popen:
     """``vae-pipeline *args`` in a new session (its own process group, as a terminal's job),
-    with its own temporary server; output in ``tmp_path / "pipeline.log"``."""
-    env = temporary_server_env(tmp_path / "prefect-home")
+    with its own temporary server (unless ``extra_env`` sets PREFECT_API_URL); output in
+    ``tmp_path / "pipeline.log"``."""
+    env = temporary_server_env(tmp_path / "prefect-home", **extra_env)
     with open(tmp_path / "pipeline.log", "wb") as out:
         return subprocess.Popen(
             [sys.executable, "-c", SCRIPT, str(tiny_data), *args], cwd=ROOT, env=env,

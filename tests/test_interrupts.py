@@ -17,6 +17,7 @@ import pytest
 
 from tests.conftest import synthetic_arrays
 from tests.processes import ROOT, children, gone, start_pipeline, temporary_server_env, wait_until
+from tests.servers import prefect_server
 from vae_model import evaluation, run, stopping, storage, training
 from vae_model.config import ModelConfig
 
@@ -149,6 +150,71 @@ def test_a_temporary_server_killed_during_the_run_is_started_again_and_the_run_c
     assert flows == [("COMPLETED",)]
     assert states["train-analytic-s0"] == states["publish-results"] == "COMPLETED", states
     assert gone(server, timeout=30), "the restarted server outlived the run"
+
+
+def test_abandoning_marks_the_runs_being_written_failed_and_stops_their_stages(
+        tmp_path, clear_stop):
+    """What the API watcher does before ending the process: not the run already written."""
+    from tasks import guard
+    busy, done = run.run_dir(tmp_path, "busy"), run.run_dir(tmp_path, "done")
+    with guard.writing(done, {"seeds": [0]}):
+        pass
+    with guard.writing(busy, {"seeds": [1]}):
+        abandoned, finished = guard.abandon("the API went away")
+        with pytest.raises(stopping.Stopped):
+            stopping.check()
+    assert abandoned == [busy] and done in finished and busy not in finished
+    manifest = storage.read_json(busy / "manifest.json")
+    assert (manifest["status"], manifest["stage"], manifest["error"]) == (
+        "failed", "flow", "the API went away")
+    assert manifest["parameters"] == {"seeds": [1]}
+    assert not (done / "manifest.json").exists()
+
+
+def kill_server_on(api: str) -> None:
+    """SIGKILL the process group of the Prefect server serving ``api``, as a crash would."""
+    port = api.split(":")[-1].split("/")[0]
+    for process in psutil.process_iter(["cmdline"]):
+        line = process.info["cmdline"] or []
+        if "server" in line and "--port" in line and port in line:
+            os.killpg(os.getpgid(process.pid), signal.SIGKILL)
+            return
+    raise AssertionError(f"no server on port {port}")
+
+
+def test_a_users_server_that_goes_away_mid_run_ends_the_run_in_one_line(tiny_data, tmp_path):
+    """A server of the user's (PREFECT_API_URL) cannot be started again by the pipeline. Before:
+    training went on, each stage then spent ~80 s failing to report, the exit minutes more,
+    with tracebacks (rc 1 five minutes after the kill). Now the run is given up once the
+    server has been silent for VAE_PIPELINE_API_GRACE_SECONDS: one line, a failed manifest
+    that says why, the trained epochs kept."""
+    artifacts, home = tmp_path / "artifacts", tmp_path / "server-home"
+    home.mkdir()
+    run_path = run.run_dir(artifacts, "r")
+    state = run_path / "models" / "analytic-s0" / "state.json"
+    with prefect_server(home) as (api, _):
+        process = start_pipeline(tiny_data, tmp_path, ARGS + ["--artifacts-dir", str(artifacts)],
+                                 PREFECT_API_URL=api, VAE_PIPELINE_API_GRACE_SECONDS="5")
+        log = tmp_path / "pipeline.log"
+        wait_until(state.exists, process, log, "training never wrote a checkpoint")
+        kill_server_on(api)
+        try:
+            code = process.wait(timeout=90)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+    output = log.read_text()
+    assert code == 1, output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
+    said = [line for line in output.splitlines() if line.startswith("vae-pipeline:")]
+    assert said == [f"vae-pipeline: error: the Prefect API at {api} stopped answering for 5 s; "
+                    f"what was finished is kept in {run_path}: once the server is back, rerun "
+                    "with --run-id r to resume"]
+    assert output.count("progress artifact not updated") == 1  # once, not every update
+    manifest = storage.read_json(run_path / "manifest.json")
+    assert (manifest["status"], manifest["stage"]) == ("failed", "flow")
+    assert manifest["error"] == f"the Prefect API at {api} stopped answering for 5 s"
+    assert storage.read_json(state)["epoch"] >= 1
 
 
 # The CLI's temporary server: this process (and its children) use it through PREFECT_API_URL
