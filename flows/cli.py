@@ -293,7 +293,7 @@ def before_flow(args, cleanup: contextlib.ExitStack):
         from flows import temporary_server
         server = cleanup.enter_context(temporary_server.serving())  # restarted if it dies
     elif args.verb != "serve":  # Prefect's runner rides out a server's absence between runs
-        console.watch_api(url)
+        console.watch_api(url, console.api_grace_seconds())
     console.quiet_user_tracebacks()
     return server
 

@@ -102,10 +102,24 @@ def check_api(timeout: float = 3.0) -> None:
 
 # How long the user's Prefect API may be silent before the run is given up: a restarted server
 # is back well within it, and Prefect's client retries a request for ~60 s (2 + 4 + ... + 32).
-API_GRACE_SECONDS = float(os.environ.get("VAE_PIPELINE_API_GRACE_SECONDS", 60))
+API_GRACE_SECONDS = 60.0
+GRACE_VARIABLE = "VAE_PIPELINE_API_GRACE_SECONDS"
 
 
-def watch_api(url: str, grace: float = API_GRACE_SECONDS, every: float = 2.0) -> None:
+def api_grace_seconds() -> float:
+    """API_GRACE_SECONDS, or the environment's VAE_PIPELINE_API_GRACE_SECONDS (checked)."""
+    value = os.environ.get(GRACE_VARIABLE, "").strip()
+    try:
+        grace = float(value) if value else API_GRACE_SECONDS
+    except ValueError:
+        grace = float("nan")
+    if not grace > 0 or grace == float("inf"):
+        raise UserInputError(f"{GRACE_VARIABLE} must be a number of seconds > 0, got {value!r}: "
+                             f"set it so, or unset it for {API_GRACE_SECONDS:.0f}")
+    return grace
+
+
+def watch_api(url: str, grace: float, every: float = 2.0) -> None:
     """End this command if the Prefect API at ``url`` stops answering for ``grace`` s while it
     runs. Without this, a flow whose server went away trains on, then spends ~80 s on each
     state it cannot report and minutes flushing logs, printing tracebacks all along (measured:
@@ -135,6 +149,7 @@ def _give_up(reason: str) -> None:
     from tasks import guard
 
     abandoned, finished = guard.abandon(reason)
+    sys.stderr.write("\n")  # Prefect's "Error logging to API" ends without one
     if abandoned or not finished:
         where = (f"; what was finished is kept in {abandoned[0]}: once the server is back, rerun "
                  f"with --run-id {abandoned[0].name} to resume" if abandoned else "")

@@ -265,3 +265,21 @@ def test_a_temporary_server_that_cannot_start_fails_the_run_in_one_line(tmp_path
     assert "PREFECT_HOME (/proc/no-prefect-home) is writable" in errors[0]
     # three launches, not one every 4 s until the 2-minute start-up timeout
     assert output.count("Application startup failed") == 3
+
+
+@pytest.mark.parametrize("value, expected", [(None, 60.0), ("", 60.0), ("12.5", 12.5),
+                                             ("soon", None), ("0", None), ("-5", None),
+                                             ("nan", None), ("inf", None)])
+def test_the_api_grace_is_a_positive_number_of_seconds_or_one_line(monkeypatch, value, expected):
+    from flows import console
+    from vae_model import UserInputError
+    if value is None:
+        monkeypatch.delenv("VAE_PIPELINE_API_GRACE_SECONDS", raising=False)
+    else:
+        monkeypatch.setenv("VAE_PIPELINE_API_GRACE_SECONDS", value)
+    if expected is not None:
+        assert console.api_grace_seconds() == expected
+    else:
+        with pytest.raises(UserInputError, match=f"VAE_PIPELINE_API_GRACE_SECONDS must be a "
+                           f"number of seconds > 0, got '{value}'"):
+            console.api_grace_seconds()
