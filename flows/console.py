@@ -137,7 +137,7 @@ def _watch(health: str, url: str, grace: float, every: float) -> None:
     while True:
         time.sleep(every)
         try:
-            httpx.get(health, timeout=every)  # any HTTP answer counts: the server is there
+            httpx.get(health, timeout=5.0)  # any HTTP answer counts: the server is there
             silent_since = None
         except httpx.HTTPError:
             silent_since = silent_since or time.monotonic()

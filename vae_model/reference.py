@@ -243,7 +243,8 @@ def reference_nll(model, images: np.ndarray, tolerance: float = 0.02, window: fl
             far = np.exp(far_log - log_h)  # the probe's mass outside the window, relative to it
             quadrature_error = np.abs(log_h - log_2h)
             nll[todo] = -log_h
-            error[todo] = np.nan_to_num(quadrature_error + edge + np.log1p(far), nan=np.inf)
+            found = quadrature_error + edge + np.log1p(far)
+            error[todo] = np.where(np.isnan(found), np.inf, found)  # unknown: unbounded
             coarse, truncated = quadrature_error > tolerance / 2, edge > tolerance / 2
             missed = far > tolerance / 2
             # widen first: a truncated sum's quadrature error is not yet meaningful. Where the
