@@ -207,9 +207,9 @@ def test_a_users_server_that_goes_away_mid_run_ends_the_run_in_one_line(tiny_dat
     assert code == 1, output[-3000:]
     assert "Traceback" not in output, output[-3000:]
     said = [line for line in output.splitlines() if line.startswith("vae-pipeline:")]
-    assert said == [f"vae-pipeline: error: the Prefect API at {api} stopped answering for 5 s; "
-                    f"what was finished is kept in {run_path}: once the server is back, rerun "
-                    "with --run-id r to resume"]
+    assert said == [(f"vae-pipeline: error: the Prefect API at {api} stopped answering for 5 s; "
+                     f"what was finished is kept in {run_path}: once the server is back, rerun "
+                     "with --run-id r to resume")]
     assert output.count("progress artifact not updated") == 1  # once, not every update
     manifest = storage.read_json(run_path / "manifest.json")
     assert (manifest["status"], manifest["stage"]) == ("failed", "flow")
