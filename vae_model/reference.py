@@ -34,8 +34,9 @@ Method, and why:
   round also sums p(x, z) on a coarse lattice (``Probe``: spacing 1/8 over |z_k| <= 5, 6,561
   points, one product per image) outside each window; where that mass exceeds tolerance / 2
   the window is extended over the probe points that hold it, with a window's margin (not
-  also doubled), and it is part of the reported error (log(1 + outside/inside)). A finer probe (1/16) or a larger
-  box (|z_k| <= 7) moved the mean by < 1e-4 nats. float32 products add ~1e-4 nats.
+  also doubled), and it is part of the reported error (log(1 + outside/inside)). A finer
+  probe (1/16) or a larger box (|z_k| <= 7) moved the mean by < 1e-4 nats. float32 products
+  add ~1e-4 nats.
 
 Speed: decoding is compute-bound (~0.5 MFLOP, ~4 µs a point on 2 cores; the MLP's pruned
 decoding in ``fast_reference``, ~2.5 µs), so each point is decoded once. On one 10-epoch model
@@ -49,8 +50,8 @@ next model's cache: faulting in fresh memory cost ~1 s of system time a model he
 needing more runs in groups of tiles. Products run per tile, its images padded to a
 power-of-two slot size, ~1024 (image, tile) pairs per call. Not used: pushing out only the
 sides of a truncated window whose band held mass (one model: 0.75 -> 0.64e6 points): where q
-misplaces the posterior, doubling in every direction was what found its mass before the probe (22-25 images of
-10,000 moved by up to 25-50 nats, far beyond their reported errors).
+misplaces the posterior, doubling in every direction was what found its mass before the probe
+(22-25 images of 10,000 moved by up to 25-50 nats, far beyond their reported errors).
 """
 
 from __future__ import annotations
