@@ -26,7 +26,10 @@ def compare_models(models: list[ModelConfig], data: dict, run_path: Path, artifa
     """Train the models concurrently (as the flow's task runner allows), evaluate each as soon as
     it is trained, then figures, report and Prefect artifacts. Returns report.md's path."""
     trained = [train_model.submit(m.to_dict(), data, str(run_path)) for m in models]
-    evaluated = [evaluate_model.submit(m.name, t, data, iwae_k, gradient_draws)
+    # Named per model: a task run whose training failed never gets its run name rendered
+    # (Prefect names it before resolving its inputs), and would show as "evaluate_model-7ce"
+    evaluated = [evaluate_model.with_options(name=f"evaluate-{m.name}").submit(
+                     m.name, t, data, iwae_k, gradient_draws)
                  for m, t in zip(models, trained)]
     checkpoints, evaluations = [t.result() for t in trained], [e.result() for e in evaluated]
     # the same test images and prior draws in every model's figures
