@@ -283,3 +283,36 @@ def test_the_api_grace_is_a_positive_number_of_seconds_or_one_line(monkeypatch, 
         with pytest.raises(UserInputError, match=f"VAE_PIPELINE_API_GRACE_SECONDS must be a "
                            f"number of seconds > 0, got '{value}'"):
             console.api_grace_seconds()
+
+
+GIVE_UP = """
+import sys
+from flows import console
+from tasks import guard
+with guard.writing(sys.argv[1]):
+    if sys.argv[2] == "during":
+        console._give_up("the API went away")
+console._give_up("the API went away")
+"""
+
+
+@pytest.mark.parametrize("when", ["during", "after"])
+def test_giving_up_on_the_api_ends_the_process_in_one_line(tmp_path, when):
+    """During the flow's work: the run is marked failed, rc 1. After it: the results stand,
+    a warning, rc 0 (the Prefect UI only lacks the flow run's end)."""
+    run_path = run.run_dir(tmp_path, "r")
+    done = subprocess.run([sys.executable, "-c", GIVE_UP, str(run_path), when], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    lines = done.stderr.strip().splitlines()
+    if when == "during":
+        assert done.returncode == 1, done.stderr
+        assert lines[-1] == (f"vae-pipeline: error: the API went away; what was finished is "
+                             f"kept in {run_path}: once the server is back, rerun with "
+                             "--run-id r to resume")
+        assert storage.read_json(run_path / "manifest.json")["status"] == "failed"
+    else:
+        assert done.returncode == 0, done.stderr
+        assert lines[-1] == (f"vae-pipeline: warning: the API went away after the run "
+                             f"finished: its results are in {run_path}, but the Prefect UI "
+                             "will not show the flow run's end")
+        assert not (run_path / "manifest.json").exists()
