@@ -302,7 +302,7 @@ def test_giving_up_on_the_api_ends_the_process_in_one_line(tmp_path, when):
     a warning, rc 0 (the Prefect UI only lacks the flow run's end)."""
     run_path = run.run_dir(tmp_path, "r")
     done = subprocess.run([sys.executable, "-c", GIVE_UP, str(run_path), when], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, check=False)
     lines = done.stderr.strip().splitlines()
     if when == "during":
         assert done.returncode == 1, done.stderr
