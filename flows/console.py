@@ -87,17 +87,25 @@ def check_api(timeout: float = 3.0) -> None:
     url, source = api_url()
     if not url:
         return
+    reason = _unreachable(url, timeout)
+    if reason is not None:
+        unset = ("unset PREFECT_API_URL" if source == "environment"
+                 else "run `prefect config unset PREFECT_API_URL`")
+        raise UserInputError(
+            f"cannot reach the Prefect API at {url} ({reason}): start that server "
+            f"(prefect server start), or {unset} to use a temporary local one")
+
+
+def _unreachable(url: str, timeout: float) -> str | None:
+    """None if the API at ``url`` answers at all (any HTTP status: auth errors are Prefect's
+    to report), else the name of the error that reaching it raised."""
     import httpx
 
     try:
         httpx.get(url.rstrip("/") + "/health", timeout=timeout)
     except httpx.HTTPError as err:
-        unset = ("unset PREFECT_API_URL" if source == "environment"
-                 else "run `prefect config unset PREFECT_API_URL`")
-        reason = type(err).__name__
-        raise UserInputError(
-            f"cannot reach the Prefect API at {url} ({reason}): start that server "
-            f"(prefect server start), or {unset} to use a temporary local one") from None
+        return type(err).__name__
+    return None
 
 
 # How long the user's Prefect API may be silent before the run is given up: a restarted server
@@ -126,31 +134,29 @@ def watch_api(url: str, grace: float, every: float = 2.0) -> None:
     rc 1 five minutes after the server was killed). Instead: the runs being written are
     marked failed with the reason, their stages told to stop, one line printed, and the
     process ends (rc 1; rc 0 if the flow had finished its work, with a warning)."""
-    threading.Thread(target=_watch, args=(url.rstrip("/") + "/health", url, grace, every),
-                     name="api-watch", daemon=True).start()
+    threading.Thread(target=_watch, args=(url, grace, every), name="api-watch",
+                     daemon=True).start()
 
 
-def _watch(health: str, url: str, grace: float, every: float) -> None:
-    import httpx
-
+def _watch(url: str, grace: float, every: float) -> None:
     silent_since = None
     while True:
         time.sleep(every)
-        try:
-            httpx.get(health, timeout=5.0)  # any HTTP answer counts: the server is there
+        if _unreachable(url, timeout=5.0) is None:
             silent_since = None
-        except httpx.HTTPError:
-            silent_since = silent_since or time.monotonic()
-            if time.monotonic() - silent_since >= grace:
-                _give_up(f"the Prefect API at {url} stopped answering for {grace:.0f} s")
+            continue
+        silent_since = silent_since or time.monotonic()
+        if time.monotonic() - silent_since >= grace:
+            _give_up(f"the Prefect API at {url} stopped answering for {grace:.0f} s")
 
 
 def _give_up(reason: str) -> None:
     from tasks import guard
 
     abandoned, finished = guard.abandon(reason)
+    failed = bool(abandoned) or not finished
     sys.stderr.write("\n")  # Prefect's "Error logging to API" ends without one
-    if abandoned or not finished:
+    if failed:
         where = (f"; what was finished is kept in {abandoned[0]}: once the server is back, rerun "
                  f"with --run-id {abandoned[0].name} to resume" if abandoned else "")
         print(f"vae-pipeline: error: {reason}{where}", file=sys.stderr, flush=True)
@@ -164,7 +170,7 @@ def _give_up(reason: str) -> None:
         with contextlib.suppress(psutil.Error):
             child.kill()
     sys.stdout.flush()
-    os._exit(1 if abandoned or not finished else 0)
+    os._exit(1 if failed else 0)
 
 
 def _score(stat: dict) -> str:

@@ -67,13 +67,14 @@ def writing(run_path: str | Path, parameters: dict | None = None):
     _install_failure_hook()
     stopping.reset()
     started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    run_path = Path(run_path)
     with lock.hold(run_path):
         with _registry_lock:
-            _writing[Path(run_path)] = (parameters, started)
+            _writing[run_path] = (parameters, started)
         try:
-            yield Path(run_path)
+            yield run_path
             with _registry_lock:
-                _written.append(Path(run_path))
+                _written.append(run_path)
         except BaseException as err:
             if not isinstance(err, Exception):
                 stopping.request()
@@ -85,7 +86,7 @@ def writing(run_path: str | Path, parameters: dict | None = None):
             raise
         finally:
             with _registry_lock:
-                _writing.pop(Path(run_path), None)
+                _writing.pop(run_path, None)
 
 
 def abandon(error: str) -> tuple[list[Path], list[Path]]:

@@ -62,14 +62,15 @@ def train_model(settings: dict, data_facts: dict, run_dir: str) -> str:
     # Each update is a request to the server (~10 ms): sent from a thread of its own, in order,
     # while training goes on (in the training thread, 2.5 s of a default run's workers).
     # A failed update is said once, not every 1.5 s while the server is away.
-    failing = []
+    failing = False
     def warn_if_failed(sent):
-        if sent.exception() is not None and not failing:
-            logger.warning("progress artifact not updated: %s (training goes on)",
-                           sent.exception())
-        elif sent.exception() is None and failing:
+        nonlocal failing
+        error = sent.exception()
+        if error is not None and not failing:
+            logger.warning("progress artifact not updated: %s (training goes on)", error)
+        elif error is None and failing:
             logger.info("progress artifact updated again")
-        failing[:] = [True] if sent.exception() is not None else []
+        failing = error is not None
 
     with ThreadPoolExecutor(1, thread_name_prefix="progress") as sender:
         def on_progress(p):

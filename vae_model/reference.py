@@ -186,6 +186,11 @@ def _grid_terms_numpy(model, split, z):
     return [t.numpy() for t in _grid_terms(model, z, split)]
 
 
+def _box(mean, half_width, reach_lo, reach_hi):
+    """The box in z a window covers: q's mean ± half_width, and the box it reaches out to."""
+    return np.minimum(mean - half_width, reach_lo), np.maximum(mean + half_width, reach_hi)
+
+
 def _encode(model, images: np.ndarray, batch_size: int = 2000):
     means, scales = [], []
     for start in range(0, len(images), batch_size):
@@ -229,9 +234,9 @@ def reference_nll(model, images: np.ndarray, tolerance: float = 0.02, window: fl
         for _ in range(max_refinements + 1):
             stopping.check()
             finest = max(finest, int(level[todo].max()))
-            h, half_width = 2.0 ** -level[todo], windows[todo, None] * scale[todo]
-            box_lo = np.minimum(mean[todo] - half_width, reach_lo[todo])
-            box_hi = np.maximum(mean[todo] + half_width, reach_hi[todo])
+            h = 2.0 ** -level[todo]
+            box_lo, box_hi = _box(mean[todo], windows[todo, None] * scale[todo], reach_lo[todo],
+                                  reach_hi[todo])
             lo = np.floor(box_lo / h[:, None]).astype(np.int64)
             hi = np.ceil(box_hi / h[:, None]).astype(np.int64)
             if np.any(np.maximum(-lo, hi) * h[:, None] >= 2.0 ** (31 - FINEST_LEVEL)):
@@ -254,16 +259,15 @@ def reference_nll(model, images: np.ndarray, tolerance: float = 0.02, window: fl
             finer = level[todo] + (coarse & ~truncated & ~missed)
             wider = windows[todo] * np.where(truncated & ~missed, 2.0, 1.0)
             # reach out to where the probe found mass, with a window's margin around it
-            margin = wider[:, None] * scale[todo]
-            new_lo = np.where(missed[:, None], np.minimum(reach_lo[todo], far_lo - margin),
+            half_width = wider[:, None] * scale[todo]
+            new_lo = np.where(missed[:, None], np.minimum(reach_lo[todo], far_lo - half_width),
                               reach_lo[todo])
-            new_hi = np.where(missed[:, None], np.maximum(reach_hi[todo], far_hi + margin),
+            new_hi = np.where(missed[:, None], np.maximum(reach_hi[todo], far_hi + half_width),
                               reach_hi[todo])
             # Posteriors far wider than q in one direction would need millions of points at the
             # resolution q's narrowest scale asks for: those keep their (reported) error.
-            span = (np.maximum(mean[todo] + wider[:, None] * scale[todo], new_hi)
-                    - np.minimum(mean[todo] - wider[:, None] * scale[todo], new_lo))
-            points = np.prod(span * 2.0 ** finer[:, None] + 2, axis=1)
+            next_lo, next_hi = _box(mean[todo], half_width, new_lo, new_hi)
+            points = np.prod((next_hi - next_lo) * 2.0 ** finer[:, None] + 2, axis=1)
             affordable = (points <= max_points_per_image) & (finer <= FINEST_LEVEL)
             moved = todo[affordable]
             level[moved], windows[moved] = finer[affordable], wider[affordable]
@@ -277,7 +281,7 @@ def reference_nll(model, images: np.ndarray, tolerance: float = 0.02, window: fl
               f"2^-{finest}), per image h <= sigma_min/{points_per_sigma:g} over mu ± "
               f"{window:g}·sigma of q(z|x) (widened where its outer band held mass); error = "
               f"|log S_h - log S_2h| + outer-band mass fraction + log(1 + mass outside the window "
-              f"on a 1/8 probe lattice over |z| <= {PROBE_BOX:g} / mass inside); windows extended "
+              f"on a 1/{2**PROBE_LEVEL} probe lattice over |z| <= {PROBE_BOX:g} / mass inside); windows extended "
               f"to that mass, refined up to {max_refinements} "
               f"times towards {tolerance:g} nats")
     return {"per_image": nll, "error": error, "mean": float(nll.mean()),
