@@ -76,3 +76,28 @@ def test_both_objectives_share_the_reconstruction_term_and_differ_only_in_kl():
     assert float(loss) == pytest.approx(float(tf.reduce_mean(kl_a + rec_a)))
     # an untrained decoder puts ~ log 2 nats on each of the 784 binary pixels
     assert 784 * np.log(2) * 0.8 < float(tf.reduce_mean(rec_a)) < 784 * np.log(2) * 1.2
+
+
+ALLOCATOR_PROBE = """
+import vae_model, tensorflow as tf
+tf.matmul(tf.ones([512, 512]), tf.ones([512, 512]))
+try:
+    print("pooled", tf.config.experimental.get_memory_info("CPU:0")["peak"] > 0)
+except ValueError:  # the default allocator keeps no statistics
+    print("malloc")
+"""
+
+
+@pytest.mark.parametrize("setting, allocator", [(None, "pooled True"), ("false", "malloc")])
+def test_tensorflow_reuses_its_cpu_memory_unless_the_user_says_otherwise(setting, allocator):
+    # importing vae_model picks TensorFlow's BFC allocator (the default faulted fresh memory in on
+    # every large tensor); a setting of the user's is kept
+    import os
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPU_ALLOCATOR_USE_BFC"}
+    if setting is not None:
+        env["TF_CPU_ALLOCATOR_USE_BFC"] = setting
+    done = subprocess.run([sys.executable, "-c", ALLOCATOR_PROBE], env=env, capture_output=True,
+                          text=True, timeout=120, check=True)
+    assert done.stdout.split("\n")[-2] == allocator
