@@ -87,6 +87,10 @@ def test_comparison_csv_report_and_manifest(finished_run):
     manifest = storage.read_json(path / "manifest.json")
     assert manifest["status"] == "complete"
     assert manifest["packages"]["tensorflow"] and manifest["data"]["sha256"]
+    # the processor: another instruction set trains other weights from the same seed
+    from vae_model import machine
+    assert manifest["processor"] == machine.processor() and manifest["processor"]["cores"] >= 1
+    assert f"## Machine\n\n{machine.describe(manifest['processor'])}; " in text
 
 
 def test_vae_model_does_not_import_prefect():

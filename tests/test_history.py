@@ -40,14 +40,16 @@ def _png(path, size=(1200, 500), seed=0):
     image.save(path)
 
 
-def _run(root, run_id, finished, metrics=None, status="complete", report=True, **changes):
+def _run(root, run_id, finished, metrics=None, status="complete", report=True, processor=None,
+         **changes):
     run = root / "runs" / run_id
     run.mkdir(parents=True)
     parameters = {**PARAMETERS, "run_id": run_id, **changes}
     if status:
         storage.write_json(run / "manifest.json", {
             "run_id": run_id, "status": status, "finished_at": finished,
-            "parameters": parameters, "packages": {"tensorflow": "2.21.0", "prefect": "3.8.8"}})
+            "parameters": parameters, "packages": {"tensorflow": "2.21.0", "prefect": "3.8.8"},
+            **({"processor": processor} if processor else {})})
     if metrics:
         storage.write_json(run / "metrics.json", metrics)
     if report:
@@ -63,7 +65,9 @@ def artifacts(tmp_path):
          epochs=20)
     _run(root, "c-second", "2026-11-21T03:02:00+00:00", _metrics(259.1, 259.5))
     _run(root, "d-killed", None, status=None, report=False)
-    _run(root, "e-upgrade", "2026-11-23T03:01:00+00:00", _metrics(261.7, 260.0))
+    _run(root, "e-upgrade", "2026-11-23T03:01:00+00:00", _metrics(261.7, 260.0),
+         processor={"model": "AMD EPYC", "cores": 2, "family": "25/1",
+                    "instructions": ["avx2", "fma"]})
     return root
 
 
@@ -115,6 +119,9 @@ def test_history_table_newest_first_with_human_columns_and_the_flag(artifacts):
     assert "- `e-upgrade`: regression: analytic held-out −ELBO +2.60" in markdown
     assert "`c-second`:" not in markdown
     assert frame.loc[0, "Packages"] == "TF 2.21.0, Prefect 3.8.8"
+    # a move beyond the seed noise can come from another processor: the table says which
+    assert frame.loc[0, "Processor"] == "AMD EPYC (family/model 25/1), 2 cores, avx2 fma"
+    assert frame.loc[1, "Processor"] == "–"  # a run from before processors were recorded
 
 
 def test_trend_figure_is_a_png(artifacts):

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from vae_model import registry, storage
+from vae_model import machine, registry, storage
 
 # parameters that say where a run reads and writes, or how much it draws: not what it computes
 NOT_CONFIGURATION = ("run_id", "artifacts_dir", "data_dir", "all_model_figures")
@@ -110,7 +110,8 @@ def runs(artifacts_root: str | os.PathLike, complete: str | None = None) -> list
         entry.update(configuration=provenance.get("configuration") or (
             configuration_key(parameters) if parameters else None),
             code=provenance.get("code") or manifest.get("code_version"),
-            packages=manifest.get("packages") or {}, iwae_k=parameters.get("iwae_k"))
+            packages=manifest.get("packages") or {}, processor=manifest.get("processor"),
+            iwae_k=parameters.get("iwae_k"))
         entries.append(entry)
     return entries
 
@@ -206,7 +207,9 @@ def table(chosen: list[dict]) -> pd.DataFrame:
             row[f"{name} IWAE"] = _mean_std(scores.get("iwae_nll"))
         row["Change"] = change_label(entry.get("changes", {}))
         row.update({"Finished (UTC)": _date(entry["date"]), "Code": entry.get("code") or "–",
-                    "Packages": _packages(entry["packages"])})
+                    "Packages": _packages(entry["packages"]),
+                    # another processor trains other weights from the same seed (vae_model.machine)
+                    "Processor": machine.describe(entry.get("processor"))})
         rows.append(row)
     return pd.DataFrame(rows)
 

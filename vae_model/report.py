@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from vae_model import UserInputError, facets, registry, statistics, storage
+from vae_model import UserInputError, facets, machine, registry, statistics, storage
 from vae_model.config import ModelConfig
 from vae_model.report_tables import fmt, model_records, summary_tables, verdict_sentences
 from vae_model.run import EVALUATION_FILE, PER_IMAGE_FILE
@@ -53,6 +53,10 @@ CAPTIONS = {
 LIKELIHOOD_NOTE = ("Models with different pixel likelihoods are not comparable by these "
                    "numbers: the continuous Bernoulli is a density on [0, 1] (its −ELBO can be "
                    "negative), the Bernoulli a probability of binary pixels.")
+MACHINE_NOTE = ("The numbers depend on the processor as well as on code, data and seeds: on "
+                "another instruction set XLA and oneDNN round float32 sums in another order, "
+                "and training turns that into other weights, as another seed would. On one "
+                "machine a seed reproduces its numbers exactly.")
 UNITS = ("Held-out scores on the Fashion-MNIST test images, nats per image (lower is better); "
          "every model is scored with the analytic KL. Per estimator: mean ± std over seeds. "
          "Δ: the paired difference (same seed), with its 95% Student-t interval over seeds.")
@@ -135,7 +139,8 @@ def write_report(run: Path, checkpoint_dirs: list[str], parameters: dict, data_f
     storage.write_text(run / "comparison.csv", comparison_table(metrics).to_csv(index=False))
     # a report never names a figure that is not there (deleted since it was drawn)
     figures = sorted((Path(p) for p in figure_paths if Path(p).is_file()), key=figure_order)
-    blocks = _blocks(run, metrics, parameters, data_facts, figures)
+    processor = machine.processor()
+    blocks = _blocks(run, metrics, parameters, data_facts, figures, processor)
     storage.write_text(run / "report.md", _markdown(blocks))
     storage.write_text(run / "report.html", _html(run.name, blocks))
     listed = [*figures, "metrics.json", "comparison.csv", "report.md", "report.html",
@@ -148,7 +153,8 @@ def write_report(run: Path, checkpoint_dirs: list[str], parameters: dict, data_f
         "run_id": run.name, "status": "complete",
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "parameters": parameters, "packages": package_versions(),
-        "platform": platform.platform(), "data": data_facts, "timings": timings,
+        "platform": platform.platform(), "processor": processor, "data": data_facts,
+        "timings": timings,
         "models": {name: m["checkpoint"] for name, m in metrics["models"].items()},
     })
     return run / "report.md"
@@ -210,7 +216,8 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join([header, "|" + "---|" * len(frame.columns), *rows])
 
 
-def _blocks(run: Path, metrics: dict, parameters: dict, data_facts: dict, figures) -> list:
+def _blocks(run: Path, metrics: dict, parameters: dict, data_facts: dict, figures,
+            processor: dict) -> list:
     """The report as (kind, content) blocks, rendered to markdown and to HTML alike."""
     comparison = metrics.get("comparison") or {}
     records = model_records(metrics)
@@ -230,6 +237,8 @@ def _blocks(run: Path, metrics: dict, parameters: dict, data_facts: dict, figure
                ("h2", "Data"), ("p", f"Read from {data_facts.get('data_dir')}; SHA-256 of the "
                                       "decompressed files:"),
                ("list", [f"{n}: {d}" for n, d in data_facts.get("sha256", {}).items()]),
+               ("h2", "Machine"), ("p", f"{machine.describe(processor)}; "
+                                        f"{platform.platform()}. {MACHINE_NOTE}"),
                ("h2", "Figures")]
     seeds = facets.representative_seeds_phrase(records) if records else IMAGE_SEEDS
     for path in figures:

@@ -1,0 +1,35 @@
+from vae_model import machine
+
+X86 = """processor\t: 0
+vendor_id\t: AuthenticAMD
+cpu family\t: 25
+model\t\t: 1
+model name\t: AMD EPYC 7B13
+flags\t\t: fpu sse2 avx fma avx2 bmi2
+processor\t: 1
+model name\t: something else
+flags\t\t: avx512f
+"""
+ARM = """processor\t: 0
+Features\t: fp asimd evtstrm sve
+"""
+
+
+def test_the_first_processors_model_family_and_vector_extensions(tmp_path):
+    (tmp_path / "cpuinfo").write_text(X86)
+    info = machine.processor(tmp_path / "cpuinfo")
+    assert info["model"] == "AMD EPYC 7B13" and info["family"] == "25/1"
+    assert info["instructions"] == ["avx2", "fma"]  # the second processor's avx512f not taken
+    assert info["cores"] >= 1
+    assert machine.describe(info) == (f"AMD EPYC 7B13 (family/model 25/1), {info['cores']} "
+                                      "cores, avx2 fma")
+
+
+def test_arm_features_and_a_system_without_cpuinfo(tmp_path):
+    (tmp_path / "cpuinfo").write_text(ARM)
+    arm = machine.processor(tmp_path / "cpuinfo")
+    assert arm["instructions"] == ["asimd", "sve"] and "family" not in arm
+    unknown = machine.processor(tmp_path / "missing")
+    assert "instructions" not in unknown and unknown["model"]
+    assert "avx" not in machine.describe(unknown)
+    assert machine.describe(None) == "–"
