@@ -1,3 +1,7 @@
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -92,9 +96,6 @@ except ValueError:  # the default allocator keeps no statistics
 def test_tensorflow_reuses_its_cpu_memory_unless_the_user_says_otherwise(setting, allocator):
     # importing vae_model picks TensorFlow's BFC allocator (the default faulted fresh memory in on
     # every large tensor); a setting of the user's is kept
-    import os
-    import subprocess
-    import sys
     env = {k: v for k, v in os.environ.items() if k != "TF_CPU_ALLOCATOR_USE_BFC"}
     if setting is not None:
         env["TF_CPU_ALLOCATOR_USE_BFC"] = setting
