@@ -5,8 +5,8 @@ Prints, in order:
   (a) roof: GFLOP/s of the MLP step's own matrix products (batch 64, forward and backward, the
       same shapes, in one XLA-compiled loop): what a step could reach if it were only products
       (timed in turns with (b), so that the fraction compares like with like); and a chain of
-      dependent 64x784 @ 784x784 products (XLA, oneDNN, oneDNN in bf16), the shape behind the
-      ~340 GFLOP/s that DEVELOPERS.md quotes;
+      dependent 64x784 @ 784x784 products (XLA, oneDNN, oneDNN in bf16), each feeding the next,
+      so that no compiler can skip or slice one (docs/performance.md);
   (b) single-model MLP training img/s, fast step (what ``training.fit`` runs) and the reference
       step (``Trainer.run_steps``), and the fraction of the roof the fast step reaches;
   (c) aggregate img/s of the default run's models (3 seeds x 2 estimators) trained the way the
@@ -35,9 +35,11 @@ import tensorflow as tf  # noqa: E402
 import tensorflow_probability as tfp  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
-from vae_model import data, evaluation, training  # noqa: E402
-from vae_model.config import ModelConfig  # noqa: E402
-from vae_model.networks import ARCHITECTURES, VAE  # noqa: E402
+from vae_model import training  # noqa: E402
+from vae_model.evaluation import heldout as evaluation  # noqa: E402
+from vae_model.model import data  # noqa: E402
+from vae_model.model.config import ModelConfig  # noqa: E402
+from vae_model.model.networks import ARCHITECTURES, VAE  # noqa: E402
 
 tfd, tfpl = tfp.distributions, tfp.layers
 BATCH = 64
@@ -93,8 +95,8 @@ def roof_probe(products, repeats: int = 200):
 
 
 def square_chain(dtype, xla: bool, repeats: int = 400):
-    """The probe DEVELOPERS.md quotes as the roof (~340 GFLOP/s): 64x784 @ 784x784 products,
-    each feeding the next (so none can be skipped or sliced), XLA-compiled or as a TensorFlow
+    """64x784 @ 784x784 products, each feeding the next (so none can be skipped or sliced, as
+    a probe of independent products can be by XLA), XLA-compiled or as a TensorFlow
     graph (oneDNN kernels), in ``dtype``; returns the probe and its GFLOP."""
     weights = tf.cast(tf.random.normal([784, 784]) / 28.0, dtype)
     start = tf.cast(tf.random.normal([BATCH, 784]), dtype)

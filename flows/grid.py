@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import itertools
 
-from vae_model.config import ModelConfig
+from vae_model.model.config import ModelConfig
 
 # Axes are lists (one model per value); the rest of a ModelConfig is shared by every model.
 AXES = {"architectures": "architecture", "likelihoods": "likelihood",

@@ -5,15 +5,15 @@ report. ``vae_sweep`` is the same recipe on a Dask cluster, for larger grids."""
 from __future__ import annotations
 
 from prefect import flow
-from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.runtime import flow_run
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.grid import model_grid
-from flows.parameters import (Architecture, Draws, Estimator, LearningRate, Likelihood,
-                              NonEmpty, PositiveInt, RunId, Seed)
+from flows.parameters import (Architecture, Draws, Estimator, LearningRate, Likelihood, NonEmpty,
+                              PositiveInt, RunId, Seed)
 from flows.recipe import compare_models, default_run_id
 from tasks import guard, verify_data
-from vae_model import run
+from vae_model.runs import directory
 
 
 @flow(name="vae-pipeline", task_runner=ThreadPoolTaskRunner(max_workers=2), log_prints=True)
@@ -37,9 +37,9 @@ def vae_pipeline(
     """Train the seed notebook's VAE on Fashion-MNIST under each KL estimator, for each seed
     (and each architecture, likelihood and latent size listed), and compare the estimators on
     the 10,000 test images; returns the path of the run's report.md."""
-    run_path = run.run_dir(artifacts_dir, run_id or default_run_id())
+    run_path = directory.run_dir(artifacts_dir, run_id or default_run_id())
     with guard.writing(run_path, dict(flow_run.parameters)):  # one writer; failures recorded
-        run.ensure_writable(run_path)
+        directory.ensure_writable(run_path)
         data = verify_data(data_dir)
         models = model_grid(dict(flow_run.parameters), data["train_images"])
         return compare_models(models, data, run_path, artifacts_dir, iwae_k, gradient_draws,

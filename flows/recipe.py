@@ -9,7 +9,7 @@ from prefect.context import FlowRunContext
 from prefect.runtime import flow_run
 
 from tasks import evaluate_model, publish_results, render_figures, train_model, write_report
-from vae_model.config import ModelConfig
+from vae_model.model.config import ModelConfig
 
 
 def default_run_id() -> str:

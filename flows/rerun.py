@@ -11,7 +11,7 @@ from prefect import flow
 
 from flows.parameters import Draws, PositiveInt
 from tasks import evaluate_model, guard, publish_results, render_figures, write_report
-from vae_model import run
+from vae_model.runs import directory
 
 Stage = Literal["evaluate", "figures", "report"]
 
@@ -21,12 +21,13 @@ def rerun_stage(stage: Stage, run_id: str, artifacts_dir: str = "artifacts",
                 iwae_k: PositiveInt | None = None, gradient_draws: Draws | None = None,
                 force: bool = False) -> str:
     """Rerun ``stage`` of run ``run_id``; ``force`` ignores the stage's cached result."""
-    run_path = run.run_dir(artifacts_dir, run_id)
-    manifest = run.load_manifest(run_path)  # before the lock, which would create the directory
+    run_path = directory.run_dir(artifacts_dir, run_id)
+    # before the lock, which would create the directory
+    manifest = directory.load_manifest(run_path)
     with guard.writing(run_path):  # one writer; a failure is recorded in the manifest
         parameters, data = dict(manifest["parameters"]), manifest["data"]
         checkpoints = list(manifest["models"].values())
-        evaluations = [str(Path(c) / run.EVALUATION_FILE) for c in checkpoints]
+        evaluations = [str(Path(c) / directory.EVALUATION_FILE) for c in checkpoints]
         figures = sorted(str(p) for p in (run_path / "figures").glob("*.png"))
 
         if stage == "evaluate":

@@ -5,9 +5,9 @@ when the files the stage wrote are deleted or modified (:mod:`tasks.outputs`).""
 
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
-import re
 from pathlib import Path
 
 from prefect.cache_policies import INPUTS, TASK_SOURCE, CacheKeyFnPolicy
@@ -18,27 +18,39 @@ from tasks import outputs
 MODEL_STATE = "state.json"  # a model directory changes exactly when this file does
 _PACKAGE_DIR = Path(vae_model.__file__).parent
 
-
-# ``run`` holds every stage's function and imports each stage's modules inside it: following
+# ``stages`` holds every stage's function and imports each stage's modules inside it: following
 # its imports would make a figure change retrain the models.
-_NOT_FOLLOWED = ("run",)
-_IMPORT = re.compile(r"^[ \t]*from vae_model(?:\.(\w+))? import (?:\(([\w,\s]+)\)|([\w, \t]+))|"
-                     r"^[ \t]*import vae_model\.(\w+)", re.MULTILINE)
+_NOT_FOLLOWED = ("stages",)
+
+
+def _source_file(module: str) -> Path | None:
+    """The file of ``module``, dotted below vae_model (``model.data``, or a subpackage such as
+    ``training``: its ``__init__.py``); None if there is no such module."""
+    base = _PACKAGE_DIR.joinpath(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def vae_model_imports(module: str) -> set[str]:
     """The ``vae_model`` modules that ``module``'s source imports, at any depth of its code."""
     found = set()
-    source = (_PACKAGE_DIR / f"{module}.py").read_text()
-    for submodule, grouped, names, plain in _IMPORT.findall(source):
-        named = submodule or plain
-        candidates = [named] if named else [n.strip() for n in (grouped or names).split(",")]
-        found |= {c for c in candidates if c and (_PACKAGE_DIR / f"{c}.py").is_file()}
-    return found
+    for node in ast.walk(ast.parse(_source_file(module).read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.removeprefix("vae_model.") for alias in node.names
+                      if alias.name.startswith("vae_model.")}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and (
+                node.module + ".").startswith("vae_model."):
+            parent = node.module.removeprefix("vae_model").lstrip(".")
+            for alias in node.names:  # a submodule, or a name defined in the parent module
+                child = f"{parent}.{alias.name}".lstrip(".")
+                found.add(child if _source_file(child) else parent)
+    return {name for name in found if name and _source_file(name)}
 
 
 @functools.cache
-def code_version(*modules: str) -> str:
+def source_hash(*modules: str) -> str:
     """SHA-256 over the source of ``modules`` and every vae_model module they import, so a
     stage's cache follows the code it runs, however that code is split into modules."""
     closure, todo = set(), list(modules)
@@ -50,7 +62,7 @@ def code_version(*modules: str) -> str:
                 todo.extend(vae_model_imports(module))
     digest = hashlib.sha256()
     for module in sorted(closure):
-        digest.update(module.encode() + (_PACKAGE_DIR / f"{module}.py").read_bytes())
+        digest.update(module.encode() + _source_file(module).read_bytes())
     return digest.hexdigest()
 
 
@@ -76,7 +88,7 @@ def policy(*modules: str):
     """INPUTS + TASK_SOURCE + the named vae_model modules' source + path inputs' content +
     the token of the stage's recorded outputs."""
     def key(context, parameters):
-        base = code_version(*modules) + files_fingerprint(parameters)
+        base = source_hash(*modules) + files_fingerprint(parameters)
         identity = "".join(filter(None, (INPUTS.compute_key(context, parameters, {}),
                                          TASK_SOURCE.compute_key(context, parameters, {}), base)))
         return base + outputs.token(context, parameters, identity)

@@ -3,7 +3,7 @@ if the flow fails, a manifest saying so (which stage, the one-line error) instea
 directory that says nothing.
 
 Taken in the flow, not the CLI, so that deployment runs (a worker's subprocess) are covered
-too; the CLI only checks the lock early (:func:`vae_model.lock.check_free`) to fail before
+too; the CLI only checks the lock early (:func:`vae_model.runs.lock.check_free`) to fail before
 Prefect starts.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 from prefect import Task
 from prefect.exceptions import TerminationSignal
 
-from vae_model import lock, registry, stopping
+from vae_model.runs import lock, registry, stopping
 
 STAGE_ATTRIBUTE = "_vae_stage"
 # The runs this process is writing (path -> parameters and start, for their manifest) and those
@@ -58,11 +58,11 @@ def failed_stage(err: BaseException) -> str:
 
 @contextlib.contextmanager
 def writing(run_path: str | Path, parameters: dict | None = None):
-    """Hold ``run_path``'s lock for the block (raises :class:`vae_model.lock.RunLocked` at once
+    """Hold ``run_path``'s lock for the block (raises :class:`vae_model.runs.lock.RunLocked` at once
     if another process holds it, having written nothing); if the block fails, record the
     failure in the run's manifest before re-raising. An interruption (Ctrl-C, or SIGTERM,
     which Prefect turns into ``TerminationSignal``) reaches only this, the main thread: it also
-    tells the stages running in worker threads to stop (:mod:`vae_model.stopping`), else the
+    tells the stages running in worker threads to stop (:mod:`vae_model.runs.stopping`), else the
     flow would wait for them to finish."""
     _install_failure_hook()
     stopping.reset()

@@ -27,8 +27,8 @@ import threading
 import uuid
 from pathlib import Path
 
-from vae_model import storage
-from vae_model.run import EVALUATION_FILE, PER_IMAGE_FILE
+from vae_model.runs import storage
+from vae_model.runs.directory import EVALUATION_FILE, PER_IMAGE_FILE
 
 RECORDS_DIR = ".stages"
 MODEL_STATE = "state.json"

@@ -11,20 +11,20 @@ from __future__ import annotations
 
 import base64
 import io
-import math
 from pathlib import Path
 
 import pandas as pd
 from PIL import Image
 
-from vae_model import history, registry, report, storage
+from vae_model.results import history, report
+from vae_model.results.tables import cell, markdown_table
+from vae_model.runs import storage
 
 RUN_BUDGET = 1_500_000  # bytes of artifact data per run, all artifacts together
 HISTORY_BUDGET = 200_000
 TABLE_BUDGET = 50_000
 REPORT_BUDGET = RUN_BUDGET - HISTORY_BUDGET - TABLE_BUDGET
 PREVIEW_WIDTHS = (900, 720, 560, 420, 320)  # px, tried in turn until the report fits
-ESTIMATOR_NAMES = history.ESTIMATOR_NAMES
 
 
 def png_preview(path: str | Path, max_width: int, colours: int = 64) -> bytes:
@@ -47,35 +47,12 @@ def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def _cell(value, column: str) -> str:
-    if isinstance(value, (int,)) and not isinstance(value, bool):
-        return f"{value:,}"
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return "–"
-        if "images/s" in column.lower() or "per second" in column.lower():
-            return f"{value:,.0f}"
-        if value != 0 and abs(value) < 0.01:
-            return f"{value:.1e}"
-        return f"{value:,.2f}"
-    return "–" if value is None else str(value).replace("|", "\\|").replace("\n", " ")
-
-
-def markdown_table(frame: pd.DataFrame) -> str:
-    columns = [str(c) for c in frame.columns]
-    lines = ["| " + " | ".join(c.replace("|", "\\|") for c in columns) + " |",
-             "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_cell(v, c) for v, c in zip(row, columns)) + " |"
-              for row in frame.itertuples(index=False)]
-    return "\n".join(lines)
-
-
 KEY_COLUMNS = ("Configuration", "Run", "Estimator", "Model", "Pair", "Seed")
 UI_WIDTH = 820  # px: the artifact page's text column in a 1,400 px window (cells do not wrap)
 
 
 def _width(frame: pd.DataFrame, column: str) -> float:
-    chars = max([len(str(column))] + [len(_cell(v, str(column))) for v in frame[column]])
+    chars = max([len(str(column))] + [len(cell(v)) for v in frame[column]])
     return 7.5 * chars + 28
 
 
@@ -127,42 +104,8 @@ def tables_markdown(tables, level: str = "###") -> list[str]:
     return lines
 
 
-def _fallback_tables(metrics: dict) -> list[tuple[str, pd.DataFrame]]:
-    """Per-estimator summary over seeds, then one row per model, human column names (used
-    until :func:`vae_model.report.summary_tables` exists)."""
-    k = next((m["heldout"].get("iwae_k") for m in metrics["models"].values()), "K")
-    summary = []
-    for estimator, scores in registry.headline(metrics).items():
-        summary.append({"Estimator": ESTIMATOR_NAMES.get(estimator, estimator),
-                        "Seeds": scores["neg_elbo"]["n"],
-                        "Held-out −ELBO (nats)": history._mean_std(scores["neg_elbo"]),
-                        f"IWAE-{k} NLL (nats)": history._mean_std(scores["iwae_nll"])})
-    models = []
-    for name, m in metrics["models"].items():
-        heldout = m["heldout"]
-        models.append({"Model": name, "Held-out −ELBO (nats)": heldout["neg_elbo"],
-                       "KL (nats)": heldout["kl"],
-                       "Reconstruction (nats)": heldout["reconstruction"],
-                       f"IWAE-{heldout.get('iwae_k', k)} NLL (nats)": heldout["iwae_nll"],
-                       "Training (s)": m.get("train_seconds"),
-                       "Images/s": m.get("images_per_second")})
-    return [("Per estimator: mean ± std over seeds", pd.DataFrame(summary)),
-            ("Per model", pd.DataFrame(models))]
-
-
-def summary_tables(metrics: dict) -> list[tuple[str, pd.DataFrame]]:
-    if hasattr(report, "summary_tables"):
-        return report.summary_tables(metrics)
-    return _fallback_tables(metrics)
-
-
 def verdict(metrics: dict) -> str | None:
     return (metrics.get("comparison") or {}).get("verdict")
-
-
-def _figure_order(path: Path):
-    order = getattr(report, "figure_order", None) or getattr(report, "_figure_order", None)
-    return order(path) if order else (0, path.name)
 
 
 def _caption(path: Path) -> str:
@@ -181,10 +124,10 @@ def report_markdown(run: Path, metrics: dict, budget: int = REPORT_BUDGET) -> st
         head += [f"**Verdict:** {verdict(metrics)}", ""]
     head += ["Held-out scores on the Fashion-MNIST test images, nats per image (lower is "
              "better); every model is scored with the analytic KL.", ""]
-    head += tables_markdown(summary_tables(metrics))
+    head += tables_markdown(report.summary_tables(metrics))
     tail = ["", f"Full-size figures and the full report: `{run / 'report.html'}` on the machine "
             "that ran the pipeline."]
-    figures = sorted((run / "figures").glob("*.png"), key=_figure_order)
+    figures = sorted((run / "figures").glob("*.png"), key=report.figure_order)
     text_size = len("\n".join(head + tail).encode())
     for width in PREVIEW_WIDTHS:
         blocks, size, left_out = [], text_size, []
@@ -225,9 +168,9 @@ def history_markdown(chosen: list[dict], configuration: str, figure: bytes) -> s
 
 def summary_records(metrics: dict) -> list[dict]:
     """The per-estimator summary (mean ± std over seeds) as records for a table artifact."""
-    tables = summary_tables(metrics)
+    tables = report.summary_tables(metrics)
     title, frame = next((t for t in tables if t[0].startswith("Per estimator")), tables[0])
-    return [{str(k): _cell(v, str(k)) for k, v in row.items()}
+    return [{str(k): cell(v) for k, v in row.items()}
             for row in frame.to_dict(orient="records")]
 
 
@@ -241,7 +184,7 @@ def build(run: Path, artifacts_root: str, last: int = 20) -> dict:
     provenance = history.record_provenance(run, manifest.get("parameters") or {})
     entries = history.runs(artifacts_root, complete=run.name)
     chosen = history.series(entries, provenance["configuration"], last=last)
-    title, frame = summary_tables(metrics)[0]
+    title, frame = report.summary_tables(metrics)[0]
     summary = [f"# VAE run `{run.name}`", ""] + (
         [f"**Verdict:** {verdict(metrics)}", ""] if verdict(metrics) else []) + [
         *tables_markdown([(title, frame)]),

@@ -6,15 +6,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from prefect import task
-from prefect.artifacts import (create_markdown_artifact,
-                               create_progress_artifact, create_table_artifact,
-                               update_progress_artifact)
+from prefect.artifacts import (create_markdown_artifact, create_progress_artifact,
+                               create_table_artifact, update_progress_artifact)
 from prefect.logging import get_run_logger
 from prefect.runtime import task_run
 
 from tasks.caching import policy
-from vae_model import UserInputError, report, run
-from vae_model.config import ModelConfig
+from vae_model import UserInputError, stages
+from vae_model.model.config import ModelConfig
+from vae_model.results import report
+from vae_model.runs import storage
 
 # No task carries tags: Prefect 3.8.8 asks the server for tag concurrency slots whenever a tagged
 # task starts, and on the default SQLite server that request, racing the other worker's writes,
@@ -22,7 +23,7 @@ from vae_model.config import ModelConfig
 # ~2 s at a task start, several times a run.
 
 # the modules each stage runs; the cache key also covers every vae_model module they import
-TRAINING_MODULES = ("training", "tensorboard", "data", "run")
+TRAINING_MODULES = ("training", "results.tensorboard", "model.data", "stages")
 
 
 def _model_name() -> str:
@@ -44,7 +45,7 @@ def _not_a_user_error(task, task_run, state) -> bool:
 def verify_data(data_dir: str | None = None) -> dict:
     """Locate the four Fashion-MNIST files and verify their SHA-256 (never cached: cheap, and
     the files may have changed since the last run)."""
-    facts = run.verify_data(data_dir)
+    facts = stages.verify_data(data_dir)
     get_run_logger().info("data verified: %d train and %d test images in %s",
                           facts["train_images"], facts["test_images"], facts["data_dir"])
     return facts
@@ -81,20 +82,20 @@ def train_model(settings: dict, data_facts: dict, run_dir: str) -> str:
                         p.epochs, p.step, p.steps_per_epoch, p.train_neg_elbo,
                         p.images_per_second)
 
-        directory = run.train(config, data_facts["data_dir"], Path(run_dir), on_progress)
+        directory = stages.train(config, data_facts["data_dir"], Path(run_dir), on_progress)
     update_progress_artifact(progress_id, 100.0)
     return str(directory)
 
 
 @task(task_run_name="evaluate-{model_name}",
-      cache_policy=policy("evaluation", "reference", "training", "data", "run"),
+      cache_policy=policy("evaluation.heldout", "reference", "training", "model.data", "stages"),
       persist_result=True)
 def evaluate_model(model_name: str, checkpoint_dir: str, data_facts: dict, iwae_k: int,
                    gradient_draws: int) -> str:
     """Score one trained model on the test set (its draws seeded by the model's own seed, so
     the two estimators' models of one seed see the same random numbers)."""
-    path = run.evaluate(checkpoint_dir, data_facts["data_dir"], iwae_k, gradient_draws)
-    heldout = run.storage.read_json(path)["heldout"]
+    path = stages.evaluate(checkpoint_dir, data_facts["data_dir"], iwae_k, gradient_draws)
+    heldout = storage.read_json(path)["heldout"]
     reference = (f", reference NLL {heldout['reference_nll']:.2f} "
                  f"(± {heldout['reference_nll_error']:.3f} numerical)"
                  if "reference_nll" in heldout else "")
@@ -106,22 +107,23 @@ def evaluate_model(model_name: str, checkpoint_dir: str, data_facts: dict, iwae_
 
 
 @task(name="render-figures", task_run_name="render-figures",
-      cache_policy=policy("figures", "training", "data", "run"), persist_result=True)
+      cache_policy=policy("results.figures", "training", "model.data", "stages"),
+      persist_result=True)
 def render_figures(checkpoint_dirs: list[str], evaluation_paths: list[str], data_facts: dict,
                    run_dir: str, seed: int, all_models: bool = False) -> list[str]:
     """The run's figures; per-model image figures for one seed per configuration and estimator
     unless ``all_models``."""
-    paths = run.render_figures(checkpoint_dirs, data_facts["data_dir"], Path(run_dir), seed,
+    paths = stages.render_figures(checkpoint_dirs, data_facts["data_dir"], Path(run_dir), seed,
                                all_models=all_models)
     get_run_logger().info("%d figures in %s", len(paths), Path(run_dir) / "figures")
     return [str(p) for p in paths]
 
 
 @task(name="write-report", task_run_name="write-report",
-      cache_policy=policy("report", "run"), persist_result=True)
+      cache_policy=policy("results.report", "stages"), persist_result=True)
 def write_report(run_dir: str, checkpoint_dirs: list[str], evaluation_paths: list[str],
                  figure_paths: list[str], parameters: dict, data_facts: dict) -> str:
-    timings = {Path(p).parent.name: run.storage.read_json(p)["timings"] for p in evaluation_paths}
+    timings = {Path(p).parent.name: storage.read_json(p)["timings"] for p in evaluation_paths}
     path = report.write_report(Path(run_dir), checkpoint_dirs, parameters, data_facts,
                                figure_paths, timings)
     return str(path)

@@ -42,7 +42,7 @@ def synthetic_arrays(seed=0):
 
 def write_tiny_dataset(directory) -> dict:
     """Four small gzip IDX files in ``directory``; returns the spec that accepts them."""
-    from vae_model import data
+    from vae_model.model import data
 
     directory.mkdir(parents=True, exist_ok=True)
     spec = {}
@@ -57,7 +57,7 @@ def write_tiny_dataset(directory) -> dict:
 @pytest.fixture
 def tiny_data(tmp_path, monkeypatch):
     """A directory of four small gzip IDX files, accepted by the loader as the canonical set."""
-    from vae_model import data
+    from vae_model.model import data
 
     directory = tmp_path / "fashion"
     monkeypatch.setattr(data, "CANONICAL", write_tiny_dataset(directory))

@@ -8,8 +8,8 @@ import itertools
 import numpy as np
 import pandas as pd
 
-from vae_model import storage
-from vae_model.config import ModelConfig
+from vae_model.model.config import ModelConfig
+from vae_model.runs import storage
 
 N_IMAGES = 200
 

@@ -4,31 +4,40 @@ from tasks import caching
 
 
 def write(directory, name, text):
-    (directory / f"{name}.py").write_text(text)
+    path = directory.joinpath(*name.split("."))
+    path = path / "__init__.py" if name in ("training", "model") else path.with_suffix(".py")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
 
 
-def test_code_version_covers_imported_modules_but_does_not_follow_run(tmp_path, monkeypatch):
+def test_source_hash_covers_imported_modules_but_does_not_follow_stages(tmp_path, monkeypatch):
     monkeypatch.setattr(caching, "_PACKAGE_DIR", tmp_path)
-    write(tmp_path, "training", "from vae_model import UserInputError, fast_step\n"
-                                "from vae_model.networks import VAE\n")
-    write(tmp_path, "fast_step", "def step():\n    from vae_model import (\n        objectives)\n")
-    write(tmp_path, "networks", "x = 1\n")
-    write(tmp_path, "objectives", "y = 1\n")
-    write(tmp_path, "run", "def figures():\n    from vae_model import figures\n")
-    write(tmp_path, "figures", "z = 1\n")
-    assert caching.vae_model_imports("training") == {"fast_step", "networks"}
-    assert caching.vae_model_imports("fast_step") == {"objectives"}
+    write(tmp_path, "training", "from vae_model.training.loop import fit\n")
+    write(tmp_path, "training.loop", "from vae_model import UserInputError\n"
+                                     "from vae_model.training import fast_step\n"
+                                     "from vae_model.model.networks import VAE\n")
+    write(tmp_path, "training.fast_step", "def step():\n    from vae_model.model import (\n"
+                                          "        objectives)\n")
+    write(tmp_path, "model", "")
+    write(tmp_path, "model.networks", "x = 1\n")
+    write(tmp_path, "model.objectives", "y = 1\n")
+    write(tmp_path, "stages", "def figures():\n    import vae_model.results.figures\n")
+    write(tmp_path, "results.figures", "z = 1\n")
+    assert caching.vae_model_imports("training") == {"training.loop"}
+    assert caching.vae_model_imports("training.loop") == {"training.fast_step", "model.networks"}
+    assert caching.vae_model_imports("training.fast_step") == {"model.objectives"}
+    assert caching.vae_model_imports("stages") == {"results.figures"}
 
     def version(*modules):
-        caching.code_version.cache_clear()
-        return caching.code_version(*modules)
+        caching.source_hash.cache_clear()
+        return caching.source_hash(*modules)
 
-    before, with_run = version("training"), version("training", "run")
-    write(tmp_path, "objectives", "y = 2\n")  # two imports deep
+    before = version("training")
+    write(tmp_path, "model.objectives", "y = 2\n")  # three imports deep
     assert version("training") != before
-    before, with_run = version("training"), version("training", "run")
-    write(tmp_path, "figures", "z = 2\n")  # imported only inside run's functions
-    assert version("training", "run") == with_run
-    write(tmp_path, "run", "def figures():\n    pass\n")
-    assert version("training", "run") != with_run
-    caching.code_version.cache_clear()
+    before, with_stages = version("training"), version("training", "stages")
+    write(tmp_path, "results.figures", "z = 2\n")  # imported only inside the stages' functions
+    assert version("training", "stages") == with_stages
+    write(tmp_path, "stages", "def figures():\n    pass\n")
+    assert version("training", "stages") != with_stages
+    caching.source_hash.cache_clear()

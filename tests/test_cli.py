@@ -1,6 +1,6 @@
 import pytest
 
-from flows.cli import main
+from flows.cli.command import main
 
 
 @pytest.mark.parametrize("argv", [[], ["run"], ["rerun"], ["serve"]])
@@ -17,8 +17,9 @@ def test_help_everywhere(argv, capsys):
     (["--latent-size", "0"], "latent_size must be"),
     (["--learning-rate", "nan"], "learning_rate must be a finite number"),
     (["--learning-rate", "inf"], "learning_rate must be a finite number"),
-    (["--iwae-k", "0"], "--iwae-k must be at least 1"),
-    (["--gradient-draws", "1"], "--gradient-draws must be at least 2"),
+    (["--iwae-k", "0"], "--iwae-k must be > 0, got 0"),
+    (["--gradient-draws", "1"], "--gradient-draws must be >= 2, got 1"),
+    (["--seeds", "0", "-1"], "--seeds must be >= 0, got -1"),
     (["--run-id", "../../etc"], "run id '../../etc' is not allowed"),
     (["--train-limit", "0"], "train_limit must be"),
     (["--concurrency", "0"], "--concurrency must be > 0"),
@@ -47,7 +48,7 @@ def test_rerun_of_a_missing_run_says_so(capsys, tmp_path):
 
 
 def test_rerun_of_a_failed_run_names_the_failed_stage(capsys, tmp_path):
-    from vae_model import storage
+    from vae_model.runs import storage
     run = tmp_path / "runs" / "broken"
     storage.write_json(run / "manifest.json", {"run_id": "broken", "status": "failed",
                                                "stage": "train-analytic-s0",
@@ -64,7 +65,7 @@ def test_ctrl_c_inside_pydantic_is_an_interruption_not_a_traceback(monkeypatch, 
     pydantic's compiled core comes back as a PydanticSerializationError naming it."""
     import pydantic
 
-    from flows import cli
+    from flows.cli import command as cli
 
     class Settings(pydantic.BaseModel):
         @pydantic.model_serializer(mode="wrap")
@@ -87,3 +88,12 @@ def test_only_the_command_line_freezes_the_garbage_collector(tmp_path, capsys):
     before = gc.get_freeze_count()
     assert main(["runs", "--artifacts-dir", str(tmp_path)]) == 0
     assert gc.get_freeze_count() == before
+
+
+def test_the_command_line_checks_its_flags_with_the_flows_own_parameter_types():
+    import typing
+
+    from flows.parameters import UNCHECKED_BY_MODELS
+    from flows.pipeline import vae_pipeline
+    declared = typing.get_type_hints(vae_pipeline.fn, include_extras=True)
+    assert {name: declared[name] for name in UNCHECKED_BY_MODELS} == UNCHECKED_BY_MODELS

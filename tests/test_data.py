@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import N_TEST, N_TRAIN, idx_bytes
-from vae_model import UserInputError, data
+from vae_model import UserInputError
+from vae_model.model import data
 
 
 def test_loads_and_verifies_all_four_files(tiny_data):

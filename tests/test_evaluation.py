@@ -3,9 +3,12 @@ import pytest
 import tensorflow as tf
 
 from tests.conftest import synthetic_arrays
-from vae_model import UserInputError, evaluation, fast_evaluation, training
-from vae_model.config import ModelConfig
-from vae_model.networks import VAE
+from vae_model import UserInputError, training
+from vae_model.evaluation import fast as fast_evaluation
+from vae_model.evaluation import heldout as evaluation
+from vae_model.model import fast_math
+from vae_model.model.config import ModelConfig
+from vae_model.model.networks import VAE
 
 ARRAYS = synthetic_arrays()
 
@@ -66,21 +69,21 @@ def test_monte_carlo_kl_adds_gradient_variance(trained):
     assert analytic["mean_gradient_sq_norm"] > 0
 
 
-# The fast path (vae_model.fast_evaluation) against the plain functions it replaces for the MLP
+# The fast path (vae_model.evaluation.fast) against the plain functions it replaces for the MLP
 # with Bernoulli pixels. It draws as TensorFlow does outside XLA, so the plain functions run
 # here without XLA (model.use_xla = False): same seed, same draws, same numbers to rounding.
 
 def _plain(monkeypatch, model):
     """Makes the evaluation functions take the plain path, without XLA, for ``model``."""
     monkeypatch.setattr(model, "use_xla", False)
-    monkeypatch.setattr(evaluation.fast_evaluation, "supports", lambda m: False)
+    monkeypatch.setattr(fast_math, "supports", lambda m: False)
 
 
 def test_the_fast_path_covers_only_the_mlp_with_bernoulli_pixels(trained):
-    assert fast_evaluation.supports(trained)
+    assert fast_math.supports(trained) and fast_math.supports(ModelConfig())
     for config in (ModelConfig(architecture="conv"),
                    ModelConfig(likelihood="continuous_bernoulli")):
-        assert not fast_evaluation.supports(VAE(config))
+        assert not fast_math.supports(VAE(config)) and not fast_math.supports(config)
 
 
 def test_fast_heldout_equals_the_plain_one(trained, monkeypatch):

@@ -10,9 +10,10 @@ from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 from prefect.logging.handlers import APILogHandler
 from prefect.testing.utilities import prefect_test_harness
 
-from flows.console import quiet_user_tracebacks
+from flows.cli.console import quiet_user_tracebacks
 from flows.pipeline import vae_pipeline
-from vae_model import UserInputError, registry, run, storage
+from vae_model import UserInputError, stages
+from vae_model.runs import registry, storage
 
 TINY = dict(epochs=1, batch_size=32, iwae_k=2, gradient_draws=2, seeds=[0],
             estimators=["analytic"])
@@ -46,7 +47,7 @@ def test_a_failed_stage_is_recorded_and_a_later_run_completes_the_run(harness, t
         raise UserInputError("the evaluation data is unusable: fix it")
     quiet_user_tracebacks()  # as the CLI does: off the console, not out of the UI's logs
     with monkeypatch.context() as patch:
-        patch.setattr(run, "evaluate", broken)
+        patch.setattr(stages, "evaluate", broken)
         state = vae_pipeline(**TINY, artifacts_dir=str(root), run_id="r", return_state=True)
     assert state.is_failed()
     manifest = storage.read_json(root / "runs" / "r" / "manifest.json")

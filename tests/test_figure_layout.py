@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from tests import fake_runs
-from vae_model import facets, figures, report
-from vae_model.figure_layout import DPI, ESTIMATOR_COLOURS, MAX_HEIGHT_PX, MAX_WIDTH_PX
+from vae_model.results import facets, figures, report
+from vae_model.results.facets import ESTIMATOR_COLOURS
+from vae_model.results.layout import DPI, MAX_HEIGHT_PX, MAX_WIDTH_PX
 
 DEFAULT_RUN = fake_runs.configs(seeds=(0, 1, 2))  # one configuration, 6 models
 ISSUE_13_SWEEP = fake_runs.configs(seeds=(0,), latent_sizes=(2, 8),
@@ -137,7 +138,7 @@ def test_summary_tables_fit_a_1400_px_page():
     metrics = {"models": {n: {**r, "likelihood": r["configuration"]["likelihood"],
                               "train_seconds": 9.0, "images_per_second": 4e4}
                           for n, r in metrics_dir.items()}}
-    from vae_model import statistics
+    from vae_model.evaluation import statistics
     metrics["comparison"] = statistics.compare(metrics["models"])
     tables = report.summary_tables(metrics)
     assert tables[0][1].columns[0] == "Configuration" and len(tables[0][1]) == 8
@@ -149,8 +150,8 @@ def test_summary_tables_fit_a_1400_px_page():
 
 def test_image_figures_show_one_seed_per_configuration_unless_all_models(tmp_path):
     from tests.conftest import synthetic_arrays
-    from vae_model import model_figures
-    from vae_model.networks import VAE
+    from vae_model.model.networks import VAE
+    from vae_model.results import model_figures
 
     configs = fake_runs.configs(seeds=(1, 0))
     records = fake_runs.records(configs)

@@ -1,14 +1,17 @@
 import struct
 import subprocess
 import sys
-
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import write_tiny_dataset
-from vae_model import data, report, run, storage
-from vae_model.config import ModelConfig
+from vae_model import stages
+from vae_model.model import data
+from vae_model.model.config import ModelConfig
+from vae_model.results import report
+from vae_model.runs import storage
+from vae_model.runs.directory import run_dir
 
 IMAGE_KINDS = ("reconstructions", "generations", "latent", "manifold")
 RUN_KINDS = ("curves", "scores", "differences", "gradient-variance")
@@ -23,13 +26,13 @@ def finished_run(tmp_path_factory):
     original = data.CANONICAL
     data.CANONICAL = write_tiny_dataset(directory)
     try:
-        path = run.run_dir(root, "test-run")
-        checkpoints = [str(run.train(ModelConfig(estimator=e, batch_size=32, epochs=2),
+        path = run_dir(root, "test-run")
+        checkpoints = [str(stages.train(ModelConfig(estimator=e, batch_size=32, epochs=2),
                                      str(directory), path)) for e in ("analytic", "monte_carlo")]
         for checkpoint in checkpoints:
-            run.evaluate(checkpoint, str(directory), iwae_k=10, gradient_draws=5)
-        figures = [str(p) for p in run.render_figures(checkpoints, str(directory), path)]
-        facts = run.verify_data(str(directory))
+            stages.evaluate(checkpoint, str(directory), iwae_k=10, gradient_draws=5)
+        figures = [str(p) for p in stages.render_figures(checkpoints, str(directory), path)]
+        facts = stages.verify_data(str(directory))
         report.write_report(path, checkpoints, {"epochs": 2}, facts, figures, {})
     finally:
         data.CANONICAL = original
@@ -88,14 +91,15 @@ def test_comparison_csv_report_and_manifest(finished_run):
     assert manifest["status"] == "complete"
     assert manifest["packages"]["tensorflow"] and manifest["data"]["sha256"]
     # the processor: another instruction set trains other weights from the same seed
-    from vae_model import machine
-    assert manifest["processor"] == machine.processor() and manifest["processor"]["cores"] >= 1
-    assert f"## Machine\n\n{machine.describe(manifest['processor'])}; " in text
+    from vae_model.runs import provenance
+    assert manifest["processor"] == provenance.processor() and manifest["processor"]["cores"] >= 1
+    assert f"## Machine\n\n{provenance.describe(manifest['processor'])}; " in text
 
 
 def test_vae_model_does_not_import_prefect():
-    code = ("import sys, vae_model.figures, vae_model.model_figures, vae_model.report, "
-            "vae_model.run, vae_model.training; print('prefect' in sys.modules)")
+    code = ("import sys, vae_model.results.figures, vae_model.results.model_figures, "
+            "vae_model.results.report, vae_model.stages, vae_model.training; "
+            "print('prefect' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -103,11 +107,11 @@ def test_vae_model_does_not_import_prefect():
 @pytest.mark.parametrize("run_id", ["../evil", "a/b", "", ".hidden", "x" * 101, "a..b"])
 def test_run_ids_cannot_escape_the_artifacts_root(tmp_path, run_id):
     with pytest.raises(Exception, match="not allowed|outside"):
-        run.run_dir(tmp_path, run_id)
+        run_dir(tmp_path, run_id)
 
 
 def test_mark_latest_points_at_the_run(tmp_path):
-    target = run.run_dir(tmp_path, "r1")
+    target = run_dir(tmp_path, "r1")
     target.mkdir(parents=True)
     link = report.mark_latest(tmp_path, target)
     assert link.resolve() == target
@@ -145,5 +149,5 @@ def test_report_names_only_figures_that_exist_and_refuses_a_manifest_for_a_broke
     (3.0, None, "3.00"),
 ])
 def test_a_value_is_shown_to_the_precision_of_its_uncertainty(value, spread, shown):
-    from vae_model.report_tables import plus_minus
+    from vae_model.results.tables import plus_minus
     assert plus_minus(value, spread) == shown

@@ -7,7 +7,7 @@ from prefect.testing.utilities import prefect_test_harness
 
 from flows.pipeline import vae_pipeline
 from flows.rerun import rerun_stage
-from vae_model import storage
+from vae_model.runs import storage
 
 TINY = dict(epochs=2, batch_size=32, iwae_k=5, gradient_draws=3, seeds=[0])
 

@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from tasks import publish
-from vae_model import history, storage
+from vae_model.results import history
+from vae_model.runs import provenance, storage
 
 PARAMETERS = {"estimators": ["analytic", "monte_carlo"], "seeds": [0, 1, 2], "epochs": 10,
               "iwae_k": 100, "run_id": None, "artifacts_dir": "artifacts", "data_dir": None}
@@ -20,7 +21,7 @@ PARAMETERS = {"estimators": ["analytic", "monte_carlo"], "seeds": [0, 1, 2], "ep
 def _metrics(analytic: float, monte_carlo: float, std: float = 0.3) -> dict:
     """metrics.json for three seeds per estimator, scores centre - std, centre, centre + std
     (so the sample std over seeds is ``std``), with the comparison block statistics writes."""
-    from vae_model import statistics
+    from vae_model.evaluation import statistics
 
     models = {}
     for estimator, centre in (("analytic", analytic), ("monte_carlo", monte_carlo)):
@@ -71,17 +72,17 @@ def artifacts(tmp_path):
     return root
 
 
-def test_configuration_key_ignores_where_a_run_reads_and_writes():
-    key = history.configuration_key(PARAMETERS)
-    assert key == history.configuration_key({**PARAMETERS, "run_id": "x", "data_dir": "/d",
+def test_configuration_hash_ignores_where_a_run_reads_and_writes():
+    key = history.configuration_hash(PARAMETERS)
+    assert key == history.configuration_hash({**PARAMETERS, "run_id": "x", "data_dir": "/d",
                                              "artifacts_dir": "/elsewhere"})
-    assert key != history.configuration_key({**PARAMETERS, "epochs": 11})
-    assert key != history.configuration_key({**PARAMETERS, "seeds": [3, 4, 5]})
+    assert key != history.configuration_hash({**PARAMETERS, "epochs": 11})
+    assert key != history.configuration_hash({**PARAMETERS, "seeds": [3, 4, 5]})
 
 
 def test_series_flags_a_move_beyond_the_seed_noise_and_only_that(artifacts):
     entries = history.runs(artifacts)
-    key = history.configuration_key(PARAMETERS)
+    key = history.configuration_hash(PARAMETERS)
     chosen = history.series(entries, key)
     assert [e["id"] for e in chosen] == ["a-first", "c-second", "e-upgrade"]
     assert chosen[0]["changes"] == {}
@@ -104,7 +105,7 @@ def test_a_wide_seed_spread_raises_the_threshold():
 
 
 def test_history_table_newest_first_with_human_columns_and_the_flag(artifacts):
-    chosen = history.series(history.runs(artifacts), history.configuration_key(PARAMETERS))
+    chosen = history.series(history.runs(artifacts), history.configuration_hash(PARAMETERS))
     frame = history.table(chosen)
     assert list(frame["Run"]) == ["e-upgrade", "c-second", "a-first"]
     assert frame.loc[0, "analytic −ELBO"] == "261.70 ± 0.30"
@@ -125,7 +126,7 @@ def test_history_table_newest_first_with_human_columns_and_the_flag(artifacts):
 
 
 def test_trend_figure_is_a_png(artifacts):
-    chosen = history.series(history.runs(artifacts), history.configuration_key(PARAMETERS))
+    chosen = history.series(history.runs(artifacts), history.configuration_hash(PARAMETERS))
     with Image.open(io.BytesIO(history.trend_figure(chosen))) as image:
         assert image.format == "PNG" and image.width > 600
 
@@ -218,4 +219,4 @@ def test_a_run_is_credited_to_the_code_that_trained_and_evaluated_it(tmp_path):
     storage.write_json(run / "models" / "monte_carlo-s0" / "evaluation.json", {"code": "bbb"})
     assert history.numbers_code(run) == "trained aaa; evaluated aaa, bbb"
     # a run whose files do not say (written before they did): this process's code
-    assert history.numbers_code(tmp_path / "older") == history.code_version()
+    assert history.numbers_code(tmp_path / "older") == provenance.code_version()

@@ -18,8 +18,10 @@ import pytest
 from tests.conftest import synthetic_arrays
 from tests.processes import ROOT, children, gone, start_pipeline, temporary_server_env, wait_until
 from tests.servers import prefect_server
-from vae_model import evaluation, run, stopping, storage, training
-from vae_model.config import ModelConfig
+from vae_model import training
+from vae_model.evaluation import heldout as evaluation
+from vae_model.model.config import ModelConfig
+from vae_model.runs import directory, stopping, storage
 
 EPOCHS = 100  # far more than the few the run gets through before it is interrupted
 ARGS = ["run", "--run-id", "r", "--epochs", str(EPOCHS), "--batch-size", "32", "--iwae-k",
@@ -52,7 +54,7 @@ def test_a_stop_request_ends_training_at_the_next_chunk_and_keeps_the_last_epoch
 
 
 def test_a_stop_request_ends_iwae_before_its_next_batch(clear_stop):
-    from vae_model.networks import VAE
+    from vae_model.model.networks import VAE
     model = VAE(ModelConfig())
     images = synthetic_arrays()["test_images"]
     assert np.all(np.isfinite(evaluation.iwae_per_image(model, images, 2, batch_size=16)))
@@ -66,7 +68,7 @@ def test_an_interrupted_run_stops_promptly_says_so_and_resumes(tiny_data, tmp_pa
     artifacts = tmp_path / "artifacts"
     args = ARGS + ["--artifacts-dir", str(artifacts)]
     process = start_pipeline(tiny_data, tmp_path, args)
-    log, run_path = tmp_path / "pipeline.log", run.run_dir(artifacts, "r")
+    log, run_path = tmp_path / "pipeline.log", directory.run_dir(artifacts, "r")
     state = run_path / "models" / "analytic-s0" / "state.json"
     wait_until(state.exists, process, log, "training never wrote a checkpoint")
     server = children(process)  # Prefect's temporary server, started before training
@@ -90,7 +92,7 @@ def test_an_interrupted_run_stops_promptly_says_so_and_resumes(tiny_data, tmp_pa
     assert gone(server, timeout=30), "the temporary Prefect server outlived the run"
 
     if how == "sigterm":  # the same command resumes from the last complete epoch
-        from flows.cli import main
+        from flows.cli.command import main
         stopped_at = storage.read_json(state)["epoch"]
         assert main(args) == 0
         history = storage.read_json(state)["history"]
@@ -124,7 +126,7 @@ def test_a_temporary_server_killed_during_the_run_is_started_again_and_the_run_c
             "--gradient-draws", "2", "--seeds", "0", "--estimators", "analytic",
             "--artifacts-dir", str(artifacts)]
     process = start_pipeline(tiny_data, tmp_path, args)
-    log, run_path = tmp_path / "pipeline.log", run.run_dir(artifacts, "r")
+    log, run_path = tmp_path / "pipeline.log", directory.run_dir(artifacts, "r")
     state = run_path / "models" / "analytic-s0" / "state.json"
     wait_until(state.exists, process, log, "training never wrote a checkpoint")
     killed = servers(process)
@@ -156,7 +158,7 @@ def test_abandoning_marks_the_runs_being_written_failed_and_stops_their_stages(
         tmp_path, clear_stop):
     """What the API watcher does before ending the process: not the run already written."""
     from tasks import guard
-    busy, done = run.run_dir(tmp_path, "busy"), run.run_dir(tmp_path, "done")
+    busy, done = directory.run_dir(tmp_path, "busy"), directory.run_dir(tmp_path, "done")
     with guard.writing(done, {"seeds": [0]}):
         pass
     with guard.writing(busy, {"seeds": [1]}):
@@ -190,7 +192,7 @@ def test_a_users_server_that_goes_away_mid_run_ends_the_run_in_one_line(tiny_dat
     that says why, the trained epochs kept."""
     artifacts, home = tmp_path / "artifacts", tmp_path / "server-home"
     home.mkdir()
-    run_path = run.run_dir(artifacts, "r")
+    run_path = directory.run_dir(artifacts, "r")
     state = run_path / "models" / "analytic-s0" / "state.json"
     with prefect_server(home) as (api, _):
         process = start_pipeline(tiny_data, tmp_path, ARGS + ["--artifacts-dir", str(artifacts)],
@@ -222,7 +224,7 @@ def test_a_users_server_that_goes_away_mid_run_ends_the_run_in_one_line(tiny_dat
 SERVES = """
 import os
 import httpx
-from flows import temporary_server
+from flows.cli import temporary_server
 from prefect.settings import get_current_settings
 with temporary_server.serving() as server:
     server.wait_until_ready()  # the CLI imports TensorFlow meanwhile
@@ -271,28 +273,28 @@ def test_a_temporary_server_that_cannot_start_fails_the_run_in_one_line(tmp_path
                                              ("soon", None), ("0", None), ("-5", None),
                                              ("nan", None), ("inf", None)])
 def test_the_api_grace_is_a_positive_number_of_seconds_or_one_line(monkeypatch, value, expected):
-    from flows import console
+    from flows.cli import api
     from vae_model import UserInputError
     if value is None:
         monkeypatch.delenv("VAE_PIPELINE_API_GRACE_SECONDS", raising=False)
     else:
         monkeypatch.setenv("VAE_PIPELINE_API_GRACE_SECONDS", value)
     if expected is not None:
-        assert console.api_grace_seconds() == expected
+        assert api.api_grace_seconds() == expected
     else:
         with pytest.raises(UserInputError, match=f"VAE_PIPELINE_API_GRACE_SECONDS must be a "
                            f"number of seconds > 0, got '{value}'"):
-            console.api_grace_seconds()
+            api.api_grace_seconds()
 
 
 GIVE_UP = """
 import sys
-from flows import console
+from flows.cli import api
 from tasks import guard
 with guard.writing(sys.argv[1]):
     if sys.argv[2] == "during":
-        console._give_up("the API went away")
-console._give_up("the API went away")
+        api._give_up("the API went away")
+api._give_up("the API went away")
 """
 
 
@@ -300,7 +302,7 @@ console._give_up("the API went away")
 def test_giving_up_on_the_api_ends_the_process_in_one_line(tmp_path, when):
     """During the flow's work: the run is marked failed, rc 1. After it: the results stand,
     a warning, rc 0 (the Prefect UI only lacks the flow run's end)."""
-    run_path = run.run_dir(tmp_path, "r")
+    run_path = directory.run_dir(tmp_path, "r")
     done = subprocess.run([sys.executable, "-c", GIVE_UP, str(run_path), when], cwd=ROOT,
                           capture_output=True, text=True, timeout=120, check=False)
     lines = done.stderr.strip().splitlines()

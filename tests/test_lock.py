@@ -9,14 +9,14 @@ import sys
 
 import pytest
 
-from flows.cli import main
+from flows.cli.command import main
 from tests.processes import children, gone, start_pipeline, wait_until
-from vae_model import lock, run
+from vae_model.runs import directory, lock
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HOLDER = """
 import sys, time
-from vae_model import lock
+from vae_model.runs import lock
 with lock.hold(sys.argv[1], command="vae-pipeline run --run-id busy"):
     print("held", flush=True)
     time.sleep(600)
@@ -26,7 +26,7 @@ with lock.hold(sys.argv[1], command="vae-pipeline run --run-id busy"):
 @pytest.fixture
 def holder(tmp_path):
     """Another process writing run 'busy' (as a flow run would, holding its lock)."""
-    path = run.run_dir(tmp_path / "artifacts", "busy")
+    path = directory.run_dir(tmp_path / "artifacts", "busy")
     process = subprocess.Popen([sys.executable, "-c", HOLDER, str(path)], cwd=ROOT,
                                stdout=subprocess.PIPE, text=True)
     assert process.stdout.readline() == "held\n"
@@ -85,8 +85,10 @@ def test_a_flow_run_on_the_id_of_a_killed_run_completes(tiny_data, tmp_path):
     process.wait()
     assert gone(server, timeout=30), "the temporary Prefect server outlived a SIGKILL"
 
-    from prefect.settings import (PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
-                                  temporary_settings)
+    from prefect.settings import (
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+        temporary_settings,
+    )
     with temporary_settings({PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: 300}):
         assert main(args) == 0
     assert (artifacts / "runs" / "r" / "report.md").is_file()

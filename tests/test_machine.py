@@ -1,4 +1,4 @@
-from vae_model import machine
+from vae_model.runs import provenance
 
 X86 = """processor\t: 0
 vendor_id\t: AuthenticAMD
@@ -17,19 +17,19 @@ Features\t: fp asimd evtstrm sve
 
 def test_the_first_processors_model_family_and_vector_extensions(tmp_path):
     (tmp_path / "cpuinfo").write_text(X86)
-    info = machine.processor(tmp_path / "cpuinfo")
+    info = provenance.processor(tmp_path / "cpuinfo")
     assert info["model"] == "AMD EPYC 7B13" and info["family"] == "25/1"
     assert info["instructions"] == ["avx2", "fma"]  # the second processor's avx512f not taken
     assert info["cores"] >= 1
-    assert machine.describe(info) == (f"AMD EPYC 7B13 (family/model 25/1), {info['cores']} "
+    assert provenance.describe(info) == (f"AMD EPYC 7B13 (family/model 25/1), {info['cores']} "
                                       "cores, avx2 fma")
 
 
 def test_arm_features_and_a_system_without_cpuinfo(tmp_path):
     (tmp_path / "cpuinfo").write_text(ARM)
-    arm = machine.processor(tmp_path / "cpuinfo")
+    arm = provenance.processor(tmp_path / "cpuinfo")
     assert arm["instructions"] == ["asimd", "sve"] and "family" not in arm
-    unknown = machine.processor(tmp_path / "missing")
+    unknown = provenance.processor(tmp_path / "missing")
     assert "instructions" not in unknown and unknown["model"]
-    assert "avx" not in machine.describe(unknown)
-    assert machine.describe(None) == "–"
+    assert "avx" not in provenance.describe(unknown)
+    assert provenance.describe(None) == "–"

@@ -7,7 +7,8 @@ import httpx
 import pytest
 
 from tests.servers import BIN, ROOT, postgres, postgres_binaries, prefect_server
-from vae_model import UserInputError, data
+from vae_model import UserInputError
+from vae_model.model import data
 
 pytestmark = pytest.mark.integration
 

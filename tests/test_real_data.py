@@ -4,7 +4,8 @@ dataset-fashion-mnist through the test command)."""
 import numpy as np
 import pytest
 
-from vae_model import UserInputError, data
+from vae_model import UserInputError
+from vae_model.model import data
 
 pytestmark = pytest.mark.integration
 

@@ -4,17 +4,14 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tests.conftest import synthetic_arrays
-from vae_model import (
-    UserInputError,
-    evaluation,
-    fast_reference,
-    reference,
-    reference_tiles,
-    training,
-)
-from vae_model.config import ModelConfig
-from vae_model.networks import VAE
-from vae_model.reference_tiles import z_order
+from vae_model import UserInputError, training
+from vae_model.evaluation import heldout as evaluation
+from vae_model.model.config import ModelConfig
+from vae_model.model.networks import VAE
+from vae_model.reference import fast as fast_reference
+from vae_model.reference import quadrature as reference
+from vae_model.reference import tiles as reference_tiles
+from vae_model.reference.tiles import z_order
 
 ARRAYS = synthetic_arrays()
 IMAGES = ARRAYS["test_images"][:16]

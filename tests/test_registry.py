@@ -4,7 +4,8 @@ import os
 
 import pytest
 
-from vae_model import UserInputError, lock, registry, storage
+from vae_model import UserInputError
+from vae_model.runs import lock, registry, storage
 
 
 def make_run(root, run_id, status="complete", finished="2026-11-20T03:00:00+00:00",

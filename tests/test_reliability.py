@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flows.cli import main
+from flows.cli.command import main
 from tests.conftest import synthetic_arrays
 from tests.processes import temporary_server_env
-from vae_model import UserInputError, run, storage, training
-from vae_model.config import ModelConfig
+from vae_model import UserInputError, training
+from vae_model.model.config import ModelConfig
+from vae_model.runs import directory, storage
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = dict(batch_size=32, epochs=8, seed=1)
@@ -23,7 +24,7 @@ TRAINER = """
 import sys, numpy as np
 from tests.conftest import synthetic_arrays
 from vae_model import training
-from vae_model.config import ModelConfig
+from vae_model.model.config import ModelConfig
 arrays = synthetic_arrays()
 train = np.tile(arrays["train_images"], (20, 1, 1))  # slow enough to be killed mid-run
 training.fit(ModelConfig(**{config}), train, arrays["test_images"], sys.argv[1],
@@ -69,7 +70,7 @@ def test_full_disk_is_a_clear_error_and_leaves_no_partial_file(tmp_path, monkeyp
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
     monkeypatch.setattr(os, "fsync", no_space)
     with pytest.raises(UserInputError, match="No space left on device"):
-        run.ensure_writable(tmp_path / "artifacts")
+        directory.ensure_writable(tmp_path / "artifacts")
     with pytest.raises(OSError):
         storage.write_text(tmp_path / "metrics.json", "{}")
     assert not (tmp_path / "metrics.json").exists()
@@ -92,7 +93,7 @@ def test_an_existing_file_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch)
 def test_data_dir_that_is_a_file(tmp_path, capsys):
     path = tmp_path / "file"
     path.write_text("x")
-    from vae_model import data
+    from vae_model.model import data
     with pytest.raises(UserInputError, match="does not exist"):
         data.load(path)
 
@@ -139,7 +140,7 @@ def test_an_unreachable_prefect_api_is_one_line_naming_the_url_and_both_fixes(tm
 def test_a_corrupt_file_found_through_the_environment_is_one_line_and_a_failed_run(tmp_path):
     """Found inside the flow (verify-data), not by the CLI's --data-dir check: the terminal
     gets Prefect's log lines but no traceback, then the error; the run records the failure."""
-    from vae_model import data
+    from vae_model.model import data
     corrupt = tmp_path / "fashion"
     corrupt.mkdir()
     for spec in data.CANONICAL.values():

@@ -9,7 +9,9 @@ import httpx
 import pytest
 
 from tests.servers import BIN, ROOT, prefect_server
-from vae_model import UserInputError, data, storage
+from vae_model import UserInputError
+from vae_model.model import data
+from vae_model.runs import storage
 
 pytestmark = pytest.mark.integration
 TINY = ["--epochs", "2", "--train-limit", "2048", "--iwae-k", "5", "--gradient-draws", "3",

@@ -10,7 +10,9 @@ import pandas as pd
 import pytest
 
 from flows.sweep import dask_runner
-from vae_model import UserInputError, data, storage
+from vae_model import UserInputError
+from vae_model.model import data
+from vae_model.runs import storage
 
 ROOT = Path(__file__).resolve().parents[1]
 

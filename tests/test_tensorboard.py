@@ -8,9 +8,11 @@ import numpy as np
 import tensorflow as tf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from vae_model import run, storage
-from vae_model.config import ModelConfig
-from vae_model.tensorboard import N_IMAGES, SCALARS, SCALE
+from vae_model import stages
+from vae_model.model.config import ModelConfig
+from vae_model.results.tensorboard import N_IMAGES, SCALARS, SCALE
+from vae_model.runs import storage
+from vae_model.runs.directory import model_dir
 
 
 def _events(directory) -> dict:
@@ -26,7 +28,7 @@ def _train_in_threads(configs, run_dir):
 
     def train(config):
         try:
-            run.train(config, None, run_dir)
+            stages.train(config, None, run_dir)
         except Exception as err:  # surfaced below
             errors.append(err)
     threads = [threading.Thread(target=train, args=(c,)) for c in configs]
@@ -42,11 +44,11 @@ def test_scalars_and_images_per_model_also_in_parallel_and_across_a_resume(tiny_
                for estimator, seed in (("analytic", 0), ("monte_carlo", 1))]
     _train_in_threads(configs, tmp_path)
     longer = ModelConfig("analytic", epochs=3, batch_size=32, seed=0)
-    run.train(longer, None, tmp_path)  # resumes at epoch 3
-    run.train(longer, None, tmp_path)  # nothing left to train: writes nothing
+    stages.train(longer, None, tmp_path)  # resumes at epoch 3
+    stages.train(longer, None, tmp_path)  # nothing left to train: writes nothing
 
     for config, epochs in ((longer, 3), (configs[1], 2)):
-        directory = run.model_dir(tmp_path, config.name)
+        directory = model_dir(tmp_path, config.name)
         history = storage.read_json(directory / "state.json")["history"]
         events = _events(directory)
         for tag, (key, _) in SCALARS.items():

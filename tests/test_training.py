@@ -7,7 +7,7 @@ import tf_keras as keras
 
 from tests.conftest import synthetic_arrays
 from vae_model import UserInputError, training
-from vae_model.config import ModelConfig
+from vae_model.model.config import ModelConfig
 
 ARRAYS = synthetic_arrays()
 TRAIN, TEST = ARRAYS["train_images"], ARRAYS["test_images"]
@@ -71,7 +71,7 @@ def test_compile_ahead_compiles_what_fit_runs_and_leaves_its_weights_alone(tmp_p
     find that program (no new trace) and train exactly as it would have (its seeded initial
     weights not disturbed by the throwaway model). A batch size no other test uses: a fresh
     signature."""
-    from vae_model import fast_step
+    from vae_model.training import fast_step
 
     config = ModelConfig(batch_size=24, epochs=1, seed=3)
     alone = training.fit(config, TRAIN, TEST, tmp_path / "alone")

@@ -1,0 +1,5 @@
+import sys
+
+from flows.cli.command import main
+
+sys.exit(main())

@@ -1,0 +1,264 @@
+"""Uncertainty of held-out scores, and a verdict that says only what the data supports.
+
+Each (estimator, seed) is one trained model scored on the same test images, so two estimators
+are compared *paired by seed*: the difference of their held-out -ELBO per seed, with a Student-t
+interval over seeds (the seed-to-seed variation is what a claim about the estimators must
+beat). Within one seed, the per-image differences give a standard error for the test-set noise
+only. All numbers are nats per image; lower -ELBO is better. Outputs are JSON-able: plain
+floats, ints and lists, None instead of NaN or of a statistic that needs more values.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+
+import numpy as np
+
+from vae_model.model.config import estimator_order
+
+HELDOUT_METRICS = ("neg_elbo", "kl", "reconstruction", "iwae_nll")
+
+
+def _number(value) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _values(values) -> np.ndarray:
+    return np.asarray(list(values), dtype=np.float64).reshape(-1)
+
+
+def summarize(values) -> dict:
+    """{"mean", "std" (ddof=1), "n"}; mean None for no values, std None for fewer than 2."""
+    array = _values(values)
+    n = len(array)
+    return {"mean": _number(array.mean()) if n else None,
+            "std": _number(array.std(ddof=1)) if n >= 2 else None, "n": n}
+
+
+@functools.lru_cache(maxsize=None)
+def t_quantile(probability: float, df: int) -> float:
+    """Student-t quantile (TFP in float64; no scipy here): t_{0.975, 2} = 4.3027."""
+    import tensorflow as tf
+    import tensorflow_probability as tfp
+
+    def f64(value):
+        return tf.constant(value, tf.float64)
+
+    t = tfp.distributions.StudentT(f64(df), f64(0.0), f64(1.0))
+    return float(t.quantile(f64(probability)))
+
+
+def t_interval(values, confidence: float = 0.95) -> tuple[float | None, list[float] | None]:
+    """(mean, [lo, hi]): the Student-t interval for the mean of the n values (n - 1 degrees of
+    freedom); the interval is None for fewer than 2 values."""
+    array = _values(values)
+    n = len(array)
+    if n < 2:
+        return (_number(array[0]) if n else None), None
+    mean = float(array.mean())
+    half_width = t_quantile(0.5 + confidence / 2, n - 1) * array.std(ddof=1) / math.sqrt(n)
+    return _number(mean), [_number(mean - half_width), _number(mean + half_width)]
+
+
+def paired_per_image(a, b) -> dict:
+    """Two models' per-image values on the same test images: the mean of a - b and the standard
+    error of that mean (sd of the per-image differences / sqrt(n)). It measures how much the
+    difference would move with another draw of test images, not with another training seed."""
+    a, b = _values(a), _values(b)
+    if a.shape != b.shape:
+        raise ValueError(f"paired values need the same images: {len(a)} vs {len(b)} values")
+    differences = a - b
+    n = len(differences)
+    return {"mean_difference": _number(differences.mean()) if n else None,
+            "stderr": _number(differences.std(ddof=1) / math.sqrt(n)) if n >= 2 else None,
+            "n": n}
+
+
+def _aligned_per_image(frame_a, frame_b, column: str) -> tuple[np.ndarray, np.ndarray]:
+    """The two frames' ``column`` on the test images both scored, matched by ``index``."""
+    index_a, index_b = frame_a["index"].to_numpy(), frame_b["index"].to_numpy()
+    _, rows_a, rows_b = np.intersect1d(index_a, index_b, assume_unique=True,
+                                       return_indices=True)
+    return frame_a[column].to_numpy()[rows_a], frame_b[column].to_numpy()[rows_b]
+
+
+def _has_reference(heldout: dict) -> bool:
+    return heldout.get("reference_nll") is not None
+
+
+def _by_estimator(models: dict) -> dict:
+    """Per estimator: its seeds and models (by seed) and summaries over seeds of each score."""
+    result = {}
+    for estimator in estimator_order([m["estimator"] for m in models.values()]):
+        names = sorted((n for n, m in models.items() if m["estimator"] == estimator),
+                       key=lambda n: models[n]["seed"])
+        heldouts = [models[n]["heldout"] for n in names]
+        entry = {"seeds": [int(models[n]["seed"]) for n in names], "models": names}
+        for metric in HELDOUT_METRICS:
+            entry[metric] = summarize(h[metric] for h in heldouts)
+        if all(_has_reference(h) for h in heldouts):
+            entry["reference_nll"] = summarize(h["reference_nll"] for h in heldouts)
+            entry["inference_gap"] = summarize(h["neg_elbo"] - h["reference_nll"]
+                                               for h in heldouts)
+            entry["iwae_gap"] = summarize(h["iwae_nll"] - h["reference_nll"] for h in heldouts)
+        result[estimator] = entry
+    return result
+
+
+def _model_by_seed(models: dict, estimator: str) -> dict:
+    by_seed = {}
+    for name, model in models.items():
+        if model["estimator"] == estimator:
+            if model["seed"] in by_seed:
+                raise ValueError(f"two {estimator} models with seed {model['seed']} in one "
+                                 f"configuration: {by_seed[model['seed']]} and {name}")
+            by_seed[model["seed"]] = name
+    return by_seed
+
+
+def _paired(models: dict, a: str, b: str, per_image: dict | None) -> dict:
+    """Estimator a minus estimator b, seed by seed, on the seeds both have."""
+    names_a, names_b = _model_by_seed(models, a), _model_by_seed(models, b)
+    seeds = sorted(set(names_a) & set(names_b))
+
+    def differences(metric):
+        return [models[names_a[s]]["heldout"][metric] - models[names_b[s]]["heldout"][metric]
+                for s in seeds]
+
+    neg_elbo = differences("neg_elbo")
+    mean, ci95 = t_interval(neg_elbo)
+    iwae_mean, iwae_ci95 = t_interval(differences("iwae_nll"))
+    per_seed = []
+    for seed, difference in zip(seeds, neg_elbo):
+        stderr = None
+        if per_image is not None and names_a[seed] in per_image and names_b[seed] in per_image:
+            stderr = paired_per_image(*_aligned_per_image(
+                per_image[names_a[seed]], per_image[names_b[seed]], "neg_elbo"))["stderr"]
+        per_seed.append({"seed": int(seed), "difference": _number(difference),
+                         "per_image_stderr": stderr})
+    pair = {"estimators": [a, b], "metric": "neg_elbo", "seeds": [int(s) for s in seeds],
+            "differences": [_number(d) for d in neg_elbo], "mean_difference": mean,
+            "std": summarize(neg_elbo)["std"], "ci95": ci95,
+            "iwae_nll": {"mean_difference": iwae_mean, "ci95": iwae_ci95},
+            "per_seed": per_seed}
+    if seeds and all(_has_reference(models[names[s]]["heldout"])
+                     for names in (names_a, names_b) for s in seeds):
+        reference_mean, reference_ci95 = t_interval(differences("reference_nll"))
+        pair["reference_nll"] = {"mean_difference": reference_mean, "ci95": reference_ci95}
+    pair["better"] = _better(pair)
+    return pair
+
+
+def _better(pair: dict) -> str | None:
+    """The estimator whose held-out -ELBO is lower with a 95% interval excluding 0, else None."""
+    if pair["ci95"] is None:
+        return None
+    lo, hi = pair["ci95"]
+    a, b = pair["estimators"]
+    return a if hi < 0 else b if lo > 0 else None
+
+
+def _seeds_phrase(n: int) -> str:
+    return f"{n} seed" + ("" if n == 1 else "s")
+
+
+def _pair_verdict(pair: dict) -> str:
+    a, b = pair["estimators"]
+    seeds = pair["seeds"]
+    if not seeds:
+        return f"no seed was trained with both {a} and {b} KL: nothing to compare"
+    if len(seeds) == 1:
+        only = pair["per_seed"][0]
+        stderr = only["per_image_stderr"]
+        noise = ("not available" if stderr is None else f"{stderr:.2f}")
+        return (f"one seed gives no interval over seeds: {a} minus {b} held-out -ELBO is "
+                f"{only['difference']:+.2f} nats for seed {only['seed']} (per-image standard "
+                f"error {noise}), which says nothing about seed-to-seed variation: run more "
+                "seeds")
+    mean, (lo, hi) = pair["mean_difference"], pair["ci95"]
+    winner = pair["better"]
+    if winner is None:
+        return (f"no difference detectable with {_seeds_phrase(len(seeds))}: {mean:.2f} ± "
+                f"{(hi - lo) / 2:.2f} nats (95% CI) in held-out -ELBO, {a} minus {b}")
+    # The winner's advantage is positive: -(a - b) when a wins, (a - b) when b wins.
+    sign = -1.0 if winner == a else 1.0
+    low, high = sorted((sign * lo, sign * hi))
+    return (f"{winner} KL better by {sign * mean:.2f} nats held-out -ELBO (95% CI {low:.2f} "
+            f"to {high:.2f}, {_seeds_phrase(len(seeds))})")
+
+
+def verdict(by_estimator: dict, paired: list[dict]) -> str:
+    """One sentence on what one configuration's scores support (nats per image, lower -ELBO is
+    better): a winner only when the 95% interval over seeds of the paired difference excludes
+    0; otherwise the interval; for one seed, that there is no interval over seeds."""
+    if len(by_estimator) < 2:
+        if not by_estimator:
+            return "no models: nothing to compare"
+        (estimator, entry), = by_estimator.items()
+        return (f"only the {estimator} KL was trained ({_seeds_phrase(len(entry['seeds']))}): "
+                "nothing to compare")
+    return "; ".join(_pair_verdict(pair) for pair in paired)
+
+
+def _outcome(block: dict) -> str:
+    pairs = block["paired"]
+    if not pairs or not pairs[0]["seeds"]:
+        return "nothing to compare"
+    if len(pairs[0]["seeds"]) == 1:
+        return "one seed only (no interval)"
+    winner = pairs[0]["better"]
+    return f"{winner} better" if winner else "no difference detectable"
+
+
+def _summary_verdict(blocks: list[dict]) -> str:
+    """Across configurations: how many had each outcome of their first pair, e.g. "analytic
+    better in 1 of 4 configurations, no difference detectable in 3"."""
+    counts = {}
+    for block in blocks:
+        outcome = _outcome(block)
+        counts[outcome] = counts.get(outcome, 0) + 1
+    order = sorted(counts, key=lambda o: (not o.endswith(" better"), list(counts).index(o)))
+    parts = [f"{o} in {counts[o]}" for o in order]
+    parts[0] += f" of {len(blocks)} configurations"
+    return ", ".join(parts)
+
+
+def compare(models: dict, per_image: dict | None = None) -> dict:
+    """Group models by configuration and compare the estimators within each.
+
+    ``models``: name -> {"estimator", "seed", "configuration": {setting: value}, "heldout":
+    {"neg_elbo", "kl", "reconstruction", "iwae_nll", "iwae_k"[, "reference_nll",
+    "reference_nll_error"]}}. ``per_image``: name -> DataFrame with columns ``index,
+    neg_elbo, iwae_nll[, reference_nll]`` (optional; gives each seed's per-image standard error).
+
+    Returns {"configurations": [block, ...] in first-seen order, "verdict": ...} where a block is
+    {"configuration", "by_estimator", "paired", "verdict"}. For convenience with a single
+    configuration, the top level also carries the *first* configuration's "configuration",
+    "by_estimator" and "paired"; the top-level "verdict" is that block's verdict when there is
+    one configuration, else a count of outcomes across configurations. Each paired entry is
+    estimator a minus b (analytic minus monte_carlo when both exist) and also says which
+    estimator is "better" (95% interval over seeds excludes 0) or None.
+    """
+    groups: list[tuple[dict, dict]] = []
+    for name, model in models.items():
+        for configuration, members in groups:
+            if configuration == model["configuration"]:
+                members[name] = model
+                break
+        else:
+            groups.append((model["configuration"], {name: model}))
+    blocks = []
+    for configuration, members in groups:
+        by_estimator = _by_estimator(members)
+        paired = [_paired(members, a, b, per_image)
+                  for a, b in itertools.combinations(list(by_estimator), 2)]
+        blocks.append({"configuration": dict(configuration), "by_estimator": by_estimator,
+                       "paired": paired, "verdict": verdict(by_estimator, paired)})
+    first = blocks[0] if blocks else {"configuration": None, "by_estimator": {}, "paired": [],
+                                      "verdict": "no models: nothing to compare"}
+    return {"configurations": blocks, "configuration": first["configuration"],
+            "by_estimator": first["by_estimator"], "paired": first["paired"],
+            "verdict": first["verdict"] if len(blocks) <= 1 else _summary_verdict(blocks)}

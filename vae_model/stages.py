@@ -1,0 +1,131 @@
+"""The pipeline's stages as plain functions over paths: verify the data, train one model,
+evaluate it, draw the run's figures (the report is :mod:`vae_model.results.report`). Prefect
+tasks wrap these functions; a notebook can call them too.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from vae_model.model import data
+from vae_model.model.config import ESTIMATORS, ModelConfig, require_positive_int
+from vae_model.runs import stopping, storage
+from vae_model.runs.directory import EVALUATION_FILE, PER_IMAGE_FILE, ensure_writable, model_dir
+
+# TensorFlow (training, evaluation) is imported where a stage runs, not here: a flow imports
+# this module before it checks its input, and its one-line errors should not wait for it.
+
+
+def verify_data(data_dir: str | None = None) -> dict:
+    """Locate and verify the data; small, JSON-able facts about it for the manifest."""
+    dataset = data.load(data_dir)
+    return {"data_dir": str(dataset.source), "sha256": dataset.sha256,
+            "train_images": len(dataset.train_images), "test_images": len(dataset.test_images)}
+
+
+def train(config: ModelConfig, data_dir: str | None, run: Path,
+          on_progress: Callable[["training.Progress"], None] | None = None,
+          steps_per_chunk: int = 250) -> Path:
+    """Train (or resume) one model into ``models/<name>``, with TensorBoard summaries there
+    (per-epoch scalars; images after training); returns that directory."""
+    from vae_model import training
+    from vae_model.results.tensorboard import EpochSummaries
+
+    dataset = data.load(data_dir)
+    config.validate(len(dataset.train_images))
+    directory = ensure_writable(model_dir(run, config.name))
+    with EpochSummaries(directory) as summaries:
+        result = training.fit(config, dataset.train_images, dataset.test_images, directory,
+                              steps_per_chunk=steps_per_chunk, on_progress=on_progress,
+                              on_epoch=summaries)
+        if len(result.history) > result.resumed_from_epoch:  # trained at least one epoch
+            summaries.images(result.model, dataset.test_images, config.seed,
+                             result.history[-1]["epoch"])
+    return directory
+
+
+def evaluate(checkpoint_dir: str | os.PathLike, data_dir: str | None, iwae_k: int = 100,
+             gradient_draws: int = 100, seed: int | None = None) -> Path:
+    """Held-out -ELBO (analytic KL for every model), IWAE-k NLL, for 2-D latents the reference
+    NLL (numerical integration), each with its standard error over test images, and the
+    gradient variance of both estimators at the trained weights. Writes ``per_image.csv``
+    (one row per test image) and then ``evaluation.json`` beside the model."""
+    require_positive_int("iwae_k", iwae_k)  # before the model and data are loaded
+    from vae_model import training
+    from vae_model.evaluation import heldout as evaluation
+
+    checkpoint_dir = Path(checkpoint_dir)
+    model, state = training.load_model(checkpoint_dir)
+    seed = state["config"]["seed"] if seed is None else seed
+    dataset = data.load(data_dir)
+    images, timings = dataset.test_images, {}
+
+    def timed(name, fn, *args, **kwargs):
+        stopping.check()
+        started = time.perf_counter()
+        value = fn(*args, **kwargs)
+        timings[f"{name}_seconds"] = time.perf_counter() - started
+        return value
+
+    per_image = {"index": np.arange(len(images))}
+    terms = timed("heldout", evaluation.heldout_per_image, model, images, seed=seed)
+    per_image.update(neg_elbo=terms["neg_elbo"], kl=terms["kl"],
+                     reconstruction=terms["reconstruction"])
+    per_image["iwae_nll"] = timed("iwae", evaluation.iwae_per_image, model, images, iwae_k,
+                                  seed=seed)
+    heldout = {}
+    if model.latent_size == 2:
+        from vae_model import reference
+        ref = timed("reference", reference.reference_nll, model, images)
+        per_image["reference_nll"] = ref["per_image"]
+        heldout["reference_method"] = ref["method"]
+        # the numerical error of the mean: per-image errors can share a sign, so add them up
+        heldout["reference_nll_error"] = float(np.mean(np.abs(ref["error"])))
+    for name, values in per_image.items():
+        if name != "index":
+            heldout[name] = float(np.mean(values))
+            heldout[f"{name}_stderr"] = float(np.std(values, ddof=1) / np.sqrt(len(values)))
+    heldout["iwae_k"] = iwae_k
+    heldout["n_images"] = len(images)
+    batch = dataset.train_images[: state["config"]["batch_size"]]
+    variance = timed("gradient_variance", lambda: {
+        name: evaluation.gradient_variance(model, batch, name, gradient_draws, seed)
+        for name in ESTIMATORS})
+    storage.write_text(checkpoint_dir / PER_IMAGE_FILE,
+                       pd.DataFrame(per_image).to_csv(index=False, float_format="%.6f"))
+    from vae_model.runs.provenance import code_version
+    return storage.write_json(checkpoint_dir / EVALUATION_FILE, {
+        "heldout": heldout, "gradient_variance": variance, "timings": timings,
+        "code": code_version()})
+
+
+def render_figures(checkpoint_dirs: list[str], data_dir: str | None, run: Path,
+                   seed: int = 0, all_models: bool = False) -> list[Path]:
+    """The run's figures (see :mod:`.results.figures`): image figures for the lowest seed of
+    each configuration and estimator, or for every model with ``all_models``."""
+    from vae_model import training
+    from vae_model.results import figures  # matplotlib only where figures are drawn
+
+    dataset = data.load(data_dir)
+    records, directories = {}, {}
+    for directory in map(Path, checkpoint_dirs):
+        state = storage.read_json(directory / training.STATE_FILE)
+        config = ModelConfig.from_dict(state["config"])
+        records[config.name] = {"estimator": config.estimator, "seed": config.seed,
+                                "configuration": config.configuration,
+                                "history": state["history"]}
+        if (directory / EVALUATION_FILE).exists():
+            scores = storage.read_json(directory / EVALUATION_FILE)
+            records[config.name].update(heldout=scores["heldout"],
+                                        gradient_variance=scores["gradient_variance"])
+        directories[config.name] = directory
+    return figures.render_all(
+        records, run / "figures", load_model=lambda name: training.load_model(
+            directories[name])[0], test_images=dataset.test_images,
+        test_labels=dataset.test_labels, seed=seed, all_models=all_models)
