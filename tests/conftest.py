@@ -1,10 +1,9 @@
-import gzip
-import hashlib
+"""The test session's environment, and the fixtures several test modules use. Helpers (data,
+made-up runs, processes, servers) are in :mod:`tests.helpers`."""
+
 import os
-import struct
 import tempfile
 
-import numpy as np
 import pytest
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -17,41 +16,7 @@ os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="vae-tests-prefect-")
 # before any test captures stderr, keeps that handler off pytest's short-lived capture streams.
 import prefect  # noqa: E402,F401
 
-N_TRAIN, N_TEST = 256, 64
-
-
-def idx_bytes(array: np.ndarray) -> bytes:
-    magic = 0x00000803 if array.ndim == 3 else 0x00000801
-    return struct.pack(">II", magic, len(array)) + b"".join(
-        struct.pack(">I", d) for d in array.shape[1:]) + array.astype(np.uint8).tobytes()
-
-
-def synthetic_arrays(seed=0):
-    """Blobby 28x28 'garments': a class-dependent rectangle plus noise, so models can learn."""
-    rng = np.random.default_rng(seed)
-    arrays = {}
-    for split, n in (("train", N_TRAIN), ("test", N_TEST)):
-        labels = rng.integers(0, 10, n).astype(np.uint8)
-        images = rng.integers(0, 40, (n, 28, 28))
-        for i, c in enumerate(labels):
-            images[i, 4 + c:24, 6:22 - c] += 180
-        arrays[f"{split}_images"] = np.clip(images, 0, 255).astype(np.uint8)
-        arrays[f"{split}_labels"] = labels
-    return arrays
-
-
-def write_tiny_dataset(directory) -> dict:
-    """Four small gzip IDX files in ``directory``; returns the spec that accepts them."""
-    from vae_model.model import data
-
-    directory.mkdir(parents=True, exist_ok=True)
-    spec = {}
-    for key, array in synthetic_arrays().items():
-        raw = idx_bytes(array)
-        name = data.CANONICAL[key].filename
-        (directory / f"{name}.gz").write_bytes(gzip.compress(raw))
-        spec[key] = data.FileSpec(name, len(array), hashlib.sha256(raw).hexdigest())
-    return spec
+from tests.helpers.data import synthetic_arrays, write_tiny_dataset  # noqa: E402
 
 
 @pytest.fixture
@@ -63,6 +28,56 @@ def tiny_data(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "CANONICAL", write_tiny_dataset(directory))
     monkeypatch.setenv("FASHION_MNIST_DIR", str(directory))
     return directory
+
+
+@pytest.fixture(scope="module")
+def harness():
+    """Prefect's test harness (a temporary server and database) for one test module's flows."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """The default MLP, trained 3 epochs on the synthetic arrays (seeded: the same weights
+    whichever module asks first). Tests read it and must not change it."""
+    from vae_model import training
+    from vae_model.model.config import ModelConfig
+
+    arrays = synthetic_arrays()
+    config = ModelConfig(batch_size=32, epochs=3)
+    return training.fit(config, arrays["train_images"], arrays["test_images"],
+                        tmp_path_factory.mktemp("model")).model
+
+
+@pytest.fixture
+def clear_stop():
+    """Withdraws the stop request a test made, so that it stops nothing after the test."""
+    from vae_model.runs import stopping
+
+    yield
+    stopping.reset()
+
+
+@pytest.fixture
+def past_runs(tmp_path):
+    """An artifacts root holding a series of runs written by hand (fake_runs.write_series)."""
+    from tests.helpers import fake_runs
+
+    return fake_runs.write_series(tmp_path / "artifacts")
+
+
+@pytest.fixture(scope="session")
+def real_server(tmp_path_factory):
+    """A real Prefect server (SQLite in its own home) on a free loopback port: (api url, env for
+    the clients). Started once for the integration modules that run the command line against
+    it (test_server, test_ui_artifacts), so tests pick out their own flow runs."""
+    from tests.helpers.servers import prefect_server
+
+    with prefect_server(tmp_path_factory.mktemp("prefect-home")) as (api, env):
+        yield api, env
 
 
 @pytest.fixture(autouse=True, scope="session")

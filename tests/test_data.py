@@ -1,9 +1,13 @@
+"""The data loader (vae_model.model.data) on a tiny set of IDX files: verified, each kind of
+damage refused in one line, found in the Keras cache or Debian's package, downloaded
+atomically, and what to do when it is nowhere."""
+
 import gzip
 
 import numpy as np
 import pytest
 
-from tests.conftest import N_TEST, N_TRAIN, idx_bytes
+from tests.helpers.data import N_TEST, N_TRAIN, idx_bytes
 from vae_model import UserInputError
 from vae_model.model import data
 
@@ -69,6 +73,13 @@ def test_missing_directory(tmp_path, monkeypatch):
         data.load(tmp_path / "nowhere")
 
 
+def test_data_dir_that_is_a_file(tmp_path, capsys):
+    path = tmp_path / "file"
+    path.write_text("x")
+    with pytest.raises(UserInputError, match="does not exist"):
+        data.load(path)
+
+
 def test_search_order_keras_cache_before_debian(tiny_data, tmp_path, monkeypatch):
     monkeypatch.delenv("FASHION_MNIST_DIR")
     monkeypatch.setattr(data, "KERAS_CACHE", tiny_data)
@@ -111,7 +122,6 @@ def test_offline_without_data_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "DOWNLOAD_URL", (tmp_path / "offline").as_uri() + "/")
     with pytest.raises(UserInputError, match="apt-get install dataset-fashion-mnist"):
         data.load()
-
 
 
 def test_unreadable_directory_is_refused(tiny_data, monkeypatch):

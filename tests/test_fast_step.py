@@ -1,14 +1,12 @@
-"""The fast step (vae_model.fast_step) is the reference step (Trainer._step) computed another way:
-same losses, same parameter and Adam updates, step by step, to float rounding."""
+"""The fast step (vae_model.training.fast_step) is the reference step (Trainer._step) computed
+another way: same losses, same parameter and Adam updates, step by step, to float rounding."""
 
 import numpy as np
 import pytest
-import tensorflow as tf
 import tf_keras as keras
 
-from tests.conftest import synthetic_arrays
+from tests.helpers.data import synthetic_arrays
 from vae_model import training
-from vae_model.model import fast_math
 from vae_model.model.config import ModelConfig
 from vae_model.training import fast_step
 
@@ -65,18 +63,6 @@ def test_a_fast_chunk_equals_reference_steps_and_continues_from_them(estimator):
         fast_trainer.run_steps(TRAIN[order[half:]], seeds[half:]).numpy()])
     np.testing.assert_allclose(fast_losses, reference_losses, rtol=1e-4)
     _assert_same_state(reference, fast)
-
-
-def test_the_draw_is_the_one_tfp_makes():
-    loc, scale = tf.constant([[0.5, -1.0]] * 3), tf.constant([[2.0, 0.1]] * 3)
-    seed = tf.constant([11, 22], tf.int32)
-    from vae_model.model.networks import tfd
-
-    q = tfd.MultivariateNormalDiag(loc=loc, scale_diag=scale)
-    np.testing.assert_allclose(loc + scale * fast_math.standard_normal(seed, 1, 3, 2)[0],
-                               q.sample(seed=seed), rtol=1e-6)
-    np.testing.assert_allclose(loc + scale * fast_math.standard_normal(seed, 4, 3, 2),
-                               q.sample(4, seed=seed), rtol=1e-6)
 
 
 def test_fit_uses_the_fast_step_only_where_it_applies():

@@ -6,9 +6,8 @@ import subprocess
 import httpx
 import pytest
 
-from tests.servers import BIN, ROOT, postgres, postgres_binaries, prefect_server
-from vae_model import UserInputError
-from vae_model.model import data
+from tests.helpers.data import require_real_data
+from tests.helpers.servers import BIN, ROOT, postgres, postgres_binaries, prefect_server
 
 pytestmark = pytest.mark.integration
 
@@ -16,10 +15,7 @@ pytestmark = pytest.mark.integration
 def test_tiny_flow_on_a_postgres_backed_server(tmp_path):
     if postgres_binaries() is None:
         pytest.skip("PostgreSQL is not installed here (apt-get install postgresql)")
-    try:
-        data.locate(download=False)
-    except UserInputError as err:
-        pytest.skip(f"canonical Fashion-MNIST not installed here: {err}")
+    require_real_data()
     home = tmp_path / "prefect"
     home.mkdir()
     with postgres() as (url, (binaries, port)):

@@ -1,6 +1,8 @@
 """Against a real Prefect server on a free loopback port: the CLI's flow run, its task runs and
 artifacts as the API reports them, the cache on a rerun, and a deployment run by a worker.
-Uses the canonical data (installed by the test command); skipped where it is missing."""
+Uses the canonical data (installed by the test command); skipped where it is missing. The
+server (conftest's real_server) is test_ui_artifacts' too: each test picks out its own flow
+runs by their artifacts directory."""
 
 import re
 import subprocess
@@ -8,9 +10,8 @@ import subprocess
 import httpx
 import pytest
 
-from tests.servers import BIN, ROOT, prefect_server
-from vae_model import UserInputError
-from vae_model.model import data
+from tests.helpers.data import require_real_data
+from tests.helpers.servers import BIN, ROOT, post
 from vae_model.runs import storage
 
 pytestmark = pytest.mark.integration
@@ -18,18 +19,10 @@ TINY = ["--epochs", "2", "--train-limit", "2048", "--iwae-k", "5", "--gradient-d
         "--seeds", "0"]
 
 
-def require_real_data():
-    try:
-        data.locate(download=False)
-    except UserInputError as err:
-        pytest.skip(f"canonical Fashion-MNIST not installed here: {err}")
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    require_real_data()
-    with prefect_server(tmp_path_factory.mktemp("prefect-home")) as (api, env):
-        yield api, env
+def server(request):
+    require_real_data()  # before the server starts
+    return request.getfixturevalue("real_server")
 
 
 def _cli(env, *args, timeout=600):
@@ -37,20 +30,17 @@ def _cli(env, *args, timeout=600):
                           text=True, timeout=timeout)
 
 
-def _post(api, path, body=None):
-    response = httpx.post(f"{api}{path}", json=body or {}, timeout=30)
-    response.raise_for_status()
-    return response.json()
-
-
-def _flow_runs(api, flow_name):
-    runs = _post(api, "/flow_runs/filter", {"flows": {"name": {"any_": [flow_name]}},
+def _flow_runs(api, flow_name, artifacts=None):
+    """The flow runs of ``flow_name``, oldest first; only those writing to ``artifacts``, if
+    given (the server is shared)."""
+    runs = post(api, "/flow_runs/filter", {"flows": {"name": {"any_": [flow_name]}},
                                             "sort": "EXPECTED_START_TIME_ASC"})
-    return runs
+    return [r for r in runs
+            if artifacts is None or r["parameters"].get("artifacts_dir") == str(artifacts)]
 
 
 def _task_states(api, flow_run_id) -> dict:
-    runs = _post(api, "/task_runs/filter", {"flow_runs": {"id": {"any_": [flow_run_id]}}})
+    runs = post(api, "/task_runs/filter", {"flow_runs": {"id": {"any_": [flow_run_id]}}})
     return {r["name"]: r["state"]["name"] for r in runs}
 
 
@@ -60,7 +50,7 @@ def test_flow_run_task_runs_artifacts_and_cache_through_the_api(server, tmp_path
     first = _cli(env, "run", *TINY, "--run-id", "srv", "--artifacts-dir", artifacts)
     assert first.returncode == 0, first.stderr[-3000:]
 
-    (flow_run,) = _flow_runs(api, "vae-pipeline")
+    (flow_run,) = _flow_runs(api, "vae-pipeline", artifacts)
     assert flow_run["state"]["type"] == "COMPLETED"
     states = _task_states(api, flow_run["id"])
     stages = ["verify-data", "train-analytic-s0", "train-monte_carlo-s0", "evaluate-analytic-s0",
@@ -68,18 +58,18 @@ def test_flow_run_task_runs_artifacts_and_cache_through_the_api(server, tmp_path
     assert sorted(states) == sorted(stages)
     assert set(states.values()) == {"Completed"}
 
-    keys = {a["key"] for a in _post(api, "/artifacts/filter") if a["key"]}
+    keys = {a["key"] for a in post(api, "/artifacts/filter") if a["key"]}
     assert {"vae-run-summary", "vae-estimator-comparison", "vae-report", "vae-history",
             "train-progress-analytic-s0", "train-progress-monte-carlo-s0"} <= keys
     assert not any(k.startswith("vae-figure-") for k in keys)  # figures are inline in vae-report
     assert all(re.fullmatch(r"[a-z0-9-]+", k) for k in keys)
-    progress = _post(api, "/artifacts/filter", {"artifacts": {"key": {"any_": [
-        "train-progress-analytic-s0"]}}})
+    progress = post(api, "/artifacts/filter", {"artifacts": {"key": {"any_": [
+        "train-progress-analytic-s0"]}, "flow_run_id": {"any_": [flow_run["id"]]}}})
     assert progress[0]["data"] == 100.0
 
     again = _cli(env, "run", *TINY, "--run-id", "srv", "--artifacts-dir", artifacts)
     assert again.returncode == 0, again.stderr[-3000:]
-    second = _flow_runs(api, "vae-pipeline")[-1]
+    second = _flow_runs(api, "vae-pipeline", artifacts)[-1]
     states = _task_states(api, second["id"])
     for stage in stages[1:-1]:
         assert states[stage] == "Cached", (stage, states)
@@ -87,7 +77,7 @@ def test_flow_run_task_runs_artifacts_and_cache_through_the_api(server, tmp_path
     rerun = _cli(env, "rerun", "figures", "--run-id", "srv", "--artifacts-dir", artifacts,
                  "--force")
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    (rerun_run,) = _flow_runs(api, "vae-rerun-stage")
+    (rerun_run,) = _flow_runs(api, "vae-rerun-stage", artifacts)
     assert rerun_run["name"] == "rerun-figures-srv"
     assert _task_states(api, rerun_run["id"])["render-figures"] == "Completed"
 
@@ -105,7 +95,7 @@ def test_deployment_from_prefect_yaml_runs_on_a_process_worker(server, tmp_path)
     assert created.returncode == 0, created.stdout + created.stderr
     deployed = run("--no-prompt", "deploy", "--all")
     assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr[-3000:]
-    (deployment,) = _post(api, "/deployments/filter")
+    (deployment,) = post(api, "/deployments/filter")
     assert deployment["name"] == "nightly" and deployment["schedules"][0]["schedule"]["cron"]
     started = run("deployment", "run", "vae-pipeline/nightly", "-p", "epochs=1",
                   "-p", "train_limit=1024", "-p", "iwae_k=3", "-p", "gradient_draws=2",
@@ -114,7 +104,7 @@ def test_deployment_from_prefect_yaml_runs_on_a_process_worker(server, tmp_path)
     assert started.returncode == 0, started.stdout + started.stderr
     worker = run("worker", "start", "--pool", "vae-process", "--run-once")
     assert worker.returncode == 0, worker.stdout[-3000:] + worker.stderr[-3000:]
-    runs = _post(api, "/flow_runs/filter", {"deployments": {"id": {"any_": [deployment["id"]]}},
+    runs = post(api, "/flow_runs/filter", {"deployments": {"id": {"any_": [deployment["id"]]}},
                                             "flow_runs": {"state": {"type": {"any_": [
                                                 "COMPLETED"]}}}})
     assert len(runs) == 1
@@ -148,8 +138,7 @@ def test_a_failed_run_retried_resumes_from_the_failed_stage(server, tmp_path):
     failed = _cli(env, "run", *TINY, "--estimators", "analytic", "--artifacts-dir",
                   str(artifacts))
     assert failed.returncode != 0
-    flow_run = [r for r in _flow_runs(api, "vae-pipeline")
-                if r["parameters"].get("artifacts_dir") == str(artifacts)][0]
+    flow_run = _flow_runs(api, "vae-pipeline", artifacts)[0]
     assert flow_run["state"]["type"] == "FAILED"
     assert _task_states(api, flow_run["id"])["publish-results"] == "Failed"
     (run_dir,) = (artifacts / "runs").iterdir()
@@ -164,7 +153,7 @@ def test_a_failed_run_retried_resumes_from_the_failed_stage(server, tmp_path):
     assert state["type"] == "COMPLETED"
     assert list((artifacts / "runs").iterdir()) == [run_dir]  # the same directory
     assert (artifacts / "latest").resolve() == run_dir
-    states = _post(api, "/task_runs/filter", {"flow_runs": {"id": {"any_": [flow_run["id"]]}}})
+    states = post(api, "/task_runs/filter", {"flow_runs": {"id": {"any_": [flow_run["id"]]}}})
     latest_by_name = {}
     for task_run in sorted(states, key=lambda r: r["expected_start_time"]):
         latest_by_name[task_run["name"]] = task_run["state"]["name"]

@@ -10,8 +10,7 @@ import pandas as pd
 import pytest
 
 from flows.sweep import dask_runner
-from vae_model import UserInputError
-from vae_model.model import data
+from tests.helpers.data import require_real_data
 from vae_model.runs import storage
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,10 +25,7 @@ def test_dask_runner_uses_a_given_scheduler_or_a_two_worker_local_cluster():
 
 @pytest.mark.integration
 def test_small_grid_on_a_local_cluster(tmp_path):
-    try:
-        data.locate(download=False)
-    except UserInputError as err:
-        pytest.skip(f"canonical Fashion-MNIST not installed here: {err}")
+    require_real_data()
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
     result = subprocess.run(
         [Path(sys.executable).parent / "vae-pipeline", "sweep", "--seeds", "0", "1",
@@ -41,7 +37,8 @@ def test_small_grid_on_a_local_cluster(tmp_path):
     assert "LocalCluster" in result.stderr + result.stdout
     run = tmp_path / "artifacts" / "runs" / "grid"
     table = pd.read_csv(run / "comparison.csv")
-    assert sorted(table["model"]) == ["analytic-s0", "analytic-s1", "analytic-z3-s0", "analytic-z3-s1"]
+    assert sorted(table["model"]) == ["analytic-s0", "analytic-s1", "analytic-z3-s0",
+                                      "analytic-z3-s1"]
     assert set(table["latent_size"]) == {2, 3}
     assert storage.read_json(run / "manifest.json")["status"] == "complete"
     assert (run / "figures" / "scores.png").exists()

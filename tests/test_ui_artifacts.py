@@ -1,7 +1,9 @@
 """What the Prefect UI shows, fetched through a real server's API after two runs of one
 configuration: the report artifact holds its figures as decodable inline PNGs, a run's artifacts
 stay within the byte budget, no artifact points at a file:// URL, and the history of the second
-run lists the first (index.html too). Uses the canonical data; skipped where it is missing."""
+run lists the first (index.html too). Uses the canonical data; skipped where it is missing. The
+server (conftest's real_server) is test_server's too: the two runs are picked out by their
+artifacts directory."""
 
 import base64
 import io
@@ -9,13 +11,12 @@ import json
 import re
 import subprocess
 
-import httpx
 import pytest
 from PIL import Image
 
 from tasks import publish
-from tests.servers import BIN, ROOT, prefect_server
-from tests.test_server import require_real_data
+from tests.helpers.data import require_real_data
+from tests.helpers.servers import BIN, ROOT, post
 
 pytestmark = pytest.mark.integration
 TINY = ["--epochs", "1", "--train-limit", "1024", "--iwae-k", "2", "--gradient-draws", "2",
@@ -23,27 +24,22 @@ TINY = ["--epochs", "1", "--train-limit", "1024", "--iwae-k", "2", "--gradient-d
 DATA_URI = re.compile(r"!\[[^\]]*\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)")
 
 
-def _post(api, path, body=None):
-    response = httpx.post(f"{api}{path}", json=body or {}, timeout=30)
-    response.raise_for_status()
-    return response.json()
-
-
 @pytest.fixture(scope="module")
-def two_runs(tmp_path_factory):
-    require_real_data()
+def two_runs(request, tmp_path_factory):
+    require_real_data()  # before the server starts
+    api, env = request.getfixturevalue("real_server")
     artifacts = tmp_path_factory.mktemp("ui") / "artifacts"
-    with prefect_server(tmp_path_factory.mktemp("prefect-home")) as (api, env):
-        for _ in range(2):
-            done = subprocess.run([BIN / "vae-pipeline", "run", *TINY, "--artifacts-dir",
-                                   str(artifacts)], env=env, cwd=ROOT, capture_output=True,
-                                  text=True, timeout=900)
-            assert done.returncode == 0, done.stderr[-3000:]
-        flow_runs = _post(api, "/flow_runs/filter", {"sort": "EXPECTED_START_TIME_ASC"})
-        assert [r["state"]["type"] for r in flow_runs] == ["COMPLETED", "COMPLETED"]
-        per_run = [{a["key"]: a for a in _post(api, "/artifacts/filter", {
-            "artifacts": {"flow_run_id": {"any_": [r["id"]]}}})} for r in flow_runs]
-        yield artifacts, per_run
+    for _ in range(2):
+        done = subprocess.run([BIN / "vae-pipeline", "run", *TINY, "--artifacts-dir",
+                               str(artifacts)], env=env, cwd=ROOT, capture_output=True,
+                              text=True, timeout=900)
+        assert done.returncode == 0, done.stderr[-3000:]
+    flow_runs = [r for r in post(api, "/flow_runs/filter", {"sort": "EXPECTED_START_TIME_ASC"})
+                 if r["parameters"].get("artifacts_dir") == str(artifacts)]
+    assert [r["state"]["type"] for r in flow_runs] == ["COMPLETED", "COMPLETED"]
+    per_run = [{a["key"]: a for a in post(api, "/artifacts/filter", {
+        "artifacts": {"flow_run_id": {"any_": [r["id"]]}}})} for r in flow_runs]
+    return artifacts, per_run
 
 
 def test_the_report_artifact_shows_every_figure_as_an_inline_png(two_runs):

@@ -1,27 +1,20 @@
+"""The reference NLL by quadrature (vae_model.reference.quadrature) of a model with a 2-D
+latent: against brute-force quadrature, where q is misplaced, below the -ELBO and IWAE bounds,
+whatever the image order, slot and cache sizes; its log-likelihood linear in the pixels."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from tests.conftest import synthetic_arrays
-from vae_model import UserInputError, training
+from tests.helpers.data import synthetic_arrays
+from vae_model import UserInputError
 from vae_model.evaluation import heldout as evaluation
 from vae_model.model.config import ModelConfig
 from vae_model.model.networks import VAE
-from vae_model.reference import fast as fast_reference
 from vae_model.reference import quadrature as reference
-from vae_model.reference import tiles as reference_tiles
-from vae_model.reference.tiles import z_order
 
-ARRAYS = synthetic_arrays()
-IMAGES = ARRAYS["test_images"][:16]
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    config = ModelConfig(batch_size=32, epochs=3)
-    return training.fit(config, ARRAYS["train_images"], ARRAYS["test_images"],
-                        tmp_path_factory.mktemp("model")).model
+IMAGES = synthetic_arrays()["test_images"][:16]
 
 
 @pytest.fixture(scope="module")
@@ -72,38 +65,6 @@ def test_log_likelihood_is_linear_in_the_pixels(likelihood, architecture):
     np.testing.assert_allclose(linear, direct, rtol=1e-5, atol=1e-4)  # float32 rounding
 
 
-def test_fast_decoding_matches_the_plain_one(trained):
-    """fast_reference leaves out of the last product the units a group of points does not
-    turn on: the same features, and the same constants up to float32 rounding (the 784 pixels
-    summed in another order)."""
-    patch = np.stack(np.meshgrid(*[np.linspace(-0.3, 0.3, 32)] * 2), -1).reshape(-1, 2) + 0.5
-    spread = np.random.default_rng(0).normal(scale=3.0, size=(fast_reference.GROUP, 2))
-    z = np.concatenate([patch, spread]).astype(np.float32)
-    hidden = fast_reference._hidden(_decoder_layers(trained), z[:fast_reference.GROUP])
-    assert 0 < len(fast_reference.units_on(hidden)) < 256  # some units are left out
-    features, constant = fast_reference.grid_terms(trained)(z)
-    plain_features, plain_constant = reference._grid_terms(trained, tf.constant(z), True)
-    np.testing.assert_allclose(features, plain_features, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(constant, plain_constant, rtol=2e-6, atol=1e-4)
-
-
-def _decoder_layers(model):
-    weights = model.decoder.trainable_variables
-    return list(zip(weights[:-2:2], weights[1:-2:2]))
-
-
-def test_z_order_keeps_aligned_blocks_together():
-    """On a 64 x 64 patch of lattice points around the origin, every aligned 8 x 8 block is
-    64 consecutive points of the order: a group of decoded points covers a small patch."""
-    i, j = (a.ravel() for a in np.meshgrid(np.arange(-32, 32), np.arange(-32, 32),
-                                           indexing="ij"))
-    order = z_order(i.astype(np.int64), j.astype(np.int64))
-    assert sorted(order) == list(range(64 * 64))
-    block = ((i[order] + 32) // 8) * 8 + (j[order] + 32) // 8
-    assert np.all(block.reshape(64, 64) == block.reshape(64, 64)[:, :1])
-    assert len(np.unique(block.reshape(64, 64)[:, 0])) == 64
-
-
 def test_agrees_with_brute_force_quadrature(trained, result):
     assert result["per_image"].dtype == np.float64 and result["per_image"].shape == (16,)
     assert np.all(np.isfinite(result["per_image"])) and np.all(result["error"] >= 0)
@@ -152,21 +113,3 @@ def test_does_not_depend_on_image_order_slot_sizes_or_cache_size(trained, result
     other = reference.reference_nll(trained, IMAGES[::-1], image_chunk=4, cache_mb=4)
     np.testing.assert_allclose(other["per_image"][::-1], result["per_image"], rtol=0, atol=1e-6)
     np.testing.assert_allclose(other["error"][::-1], result["error"], rtol=0, atol=1e-6)
-
-
-def test_a_finished_cache_leaves_its_memory_to_the_next(trained, monkeypatch):
-    """Fresh memory costs a page fault per 4 KB page (~1 s a model), so a finished cache's
-    memory goes to the next cache of its size, still holding what it wrote: another model's
-    points then, and the sums must not see them."""
-    monkeypatch.setattr(reference_tiles, "_spare", [])
-    on_fresh_memory = reference.reference_nll(trained, IMAGES)
-    keras.utils.set_random_seed(7)
-    reference.reference_nll(VAE(ModelConfig()), IMAGES)  # an untrained model: other points
-    fresh = []
-    allocate = reference_tiles._aligned_empty
-    monkeypatch.setattr(reference_tiles, "_aligned_empty",
-                        lambda *shape: fresh.append(shape) or allocate(*shape))
-    reused = reference.reference_nll(trained, IMAGES)
-    assert fresh == []
-    np.testing.assert_array_equal(reused["per_image"], on_fresh_memory["per_image"])
-    np.testing.assert_array_equal(reused["error"], on_fresh_memory["error"])

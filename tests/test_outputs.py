@@ -5,10 +5,8 @@ whole again."""
 import re
 import shutil
 
-import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-from prefect.testing.utilities import prefect_test_harness
 
 from flows.pipeline import vae_pipeline
 from tasks import outputs
@@ -16,12 +14,6 @@ from vae_model.runs import storage
 
 TINY = dict(epochs=2, batch_size=32, iwae_k=5, gradient_draws=3, seeds=[0])
 CACHED_STAGES = ("train-", "evaluate-", "render-figures", "write-report")
-
-
-@pytest.fixture(scope="module")
-def harness():
-    with prefect_test_harness(server_startup_timeout=180):
-        yield
 
 
 def ran(state) -> set:

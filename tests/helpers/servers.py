@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 
 BIN = Path(sys.executable).parent
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
@@ -56,6 +56,13 @@ def prefect_server(home: Path, extra_env: dict | None = None):
     finally:
         _stop_group(process)
         log.close()
+
+
+def post(api: str, path: str, body: dict | None = None):
+    """The JSON answer of the Prefect API's ``POST {api}{path}`` (its filters take a body)."""
+    response = httpx.post(f"{api}{path}", json=body or {}, timeout=30)
+    response.raise_for_status()
+    return response.json()
 
 
 def _stop_group(process: subprocess.Popen) -> None:

@@ -1,14 +1,25 @@
+"""Compiled, chunked, resumable training (vae_model.training.loop): chunks equal steps, seeded
+and reproducible, checkpoints committed whole and resumed (also after SIGKILL or SIGTERM),
+settings checked before any work."""
+
 import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from tests.conftest import synthetic_arrays
+from tests.helpers.data import synthetic_arrays
 from vae_model import UserInputError, training
 from vae_model.model.config import ModelConfig
+from vae_model.runs import storage
 
+ROOT = Path(__file__).resolve().parents[1]
 ARRAYS = synthetic_arrays()
 TRAIN, TEST = ARRAYS["train_images"], ARRAYS["test_images"]
 SMALL = dict(batch_size=32, epochs=2, seed=3)
@@ -169,3 +180,47 @@ def test_a_checkpoint_orphaned_between_commit_and_clean_up_is_removed(tmp_path):
     (tmp_path / "epoch-0001").mkdir()  # as left by a kill right after committing epoch 2
     training.fit(ModelConfig(**{**SMALL, "epochs": 3}), TRAIN, TEST, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch-0003", "state.json"]
+
+
+def test_a_checkpoint_of_another_configuration_is_not_loaded(tmp_path):
+    training.fit(ModelConfig(batch_size=32, epochs=1), TRAIN, TEST, tmp_path)
+    state = storage.read_json(tmp_path / "state.json")
+    state["config"]["latent_size"] = 3  # e.g. copied from another run
+    storage.write_json(tmp_path / "state.json", state)
+    with pytest.raises(Exception, match="latent|shape"):
+        training.load_model(tmp_path)
+
+
+KILLED = dict(batch_size=32, epochs=8, seed=1)
+TRAINER = """
+import sys, numpy as np
+from tests.helpers.data import synthetic_arrays
+from vae_model import training
+from vae_model.model.config import ModelConfig
+arrays = synthetic_arrays()
+train = np.tile(arrays["train_images"], (20, 1, 1))  # slow enough to be killed mid-run
+training.fit(ModelConfig(**{config}), train, arrays["test_images"], sys.argv[1],
+             steps_per_chunk=20)
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_killed_training_resumes_from_its_last_complete_epoch(tmp_path, sig):
+    process = subprocess.Popen([sys.executable, "-c", TRAINER.format(config=KILLED),
+                                str(tmp_path)], cwd=ROOT)
+    state = tmp_path / "state.json"
+    deadline = time.monotonic() + 240
+    while not (state.exists() and json.loads(state.read_text())["epoch"] >= 2):
+        assert process.poll() is None, "training ended before it could be interrupted"
+        assert time.monotonic() < deadline, "training never reached epoch 2"
+        time.sleep(0.02)
+    process.send_signal(sig)
+    assert process.wait(timeout=60) != 0
+    killed_at = storage.read_json(state)["epoch"]
+    assert killed_at < KILLED["epochs"], "the kill came too late to test anything"
+
+    train = np.tile(TRAIN, (20, 1, 1))
+    resumed = training.fit(ModelConfig(**KILLED), train, TEST, tmp_path)
+    assert resumed.resumed_from_epoch == killed_at
+    assert [h["epoch"] for h in resumed.history] == list(range(1, KILLED["epochs"] + 1))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch-0008", "state.json"]

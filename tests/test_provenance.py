@@ -1,3 +1,6 @@
+"""Machine facts in a run's provenance (vae_model.runs.provenance): the first processor's model,
+family and vector extensions from /proc/cpuinfo (x86, Arm, none), and their one-line description."""
+
 from vae_model.runs import provenance
 
 X86 = """processor\t: 0

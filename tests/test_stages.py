@@ -1,11 +1,12 @@
+"""vae_model's stages over paths, without Prefect: both estimators of a tiny model trained,
+evaluated, drawn and reported; the figures, metrics.json, comparison.csv, the report and the
+manifest that run leaves."""
+
 import struct
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import write_tiny_dataset
+from tests.helpers.data import write_tiny_dataset
 from vae_model import stages
 from vae_model.model import data
 from vae_model.model.config import ModelConfig
@@ -20,7 +21,8 @@ RUN_KINDS = ("curves", "scores", "differences", "gradient-variance")
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     """Both estimators of a tiny model trained, evaluated, drawn and reported, through
-    vae_model alone (more seeds and configurations: test_figure_layout, with made-up runs)."""
+    vae_model alone (more seeds and configurations: test_figures and test_report, with made-up
+    runs)."""
     root = tmp_path_factory.mktemp("artifacts")
     directory = tmp_path_factory.mktemp("data")
     original = data.CANONICAL
@@ -94,60 +96,3 @@ def test_comparison_csv_report_and_manifest(finished_run):
     from vae_model.runs import provenance
     assert manifest["processor"] == provenance.processor() and manifest["processor"]["cores"] >= 1
     assert f"## Machine\n\n{provenance.describe(manifest['processor'])}; " in text
-
-
-def test_vae_model_does_not_import_prefect():
-    code = ("import sys, vae_model.results.figures, vae_model.results.model_figures, "
-            "vae_model.results.report, vae_model.stages, vae_model.training; "
-            "print('prefect' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
-
-
-@pytest.mark.parametrize("run_id", ["../evil", "a/b", "", ".hidden", "x" * 101, "a..b"])
-def test_run_ids_cannot_escape_the_artifacts_root(tmp_path, run_id):
-    with pytest.raises(Exception, match="not allowed|outside"):
-        run_dir(tmp_path, run_id)
-
-
-def test_mark_latest_points_at_the_run(tmp_path):
-    target = run_dir(tmp_path, "r1")
-    target.mkdir(parents=True)
-    link = report.mark_latest(tmp_path, target)
-    assert link.resolve() == target
-    report.mark_latest(tmp_path, target)  # replacing is fine
-
-
-
-def test_report_names_only_figures_that_exist_and_refuses_a_manifest_for_a_broken_run(
-        tmp_path):
-    from tests import fake_runs
-    from vae_model import UserInputError
-    run = tmp_path / "runs" / "r"
-    directories = [str(d) for d in fake_runs.write_model_dirs(run, fake_runs.configs(seeds=(0,)))]
-    drawn = run / "figures" / "curves.png"
-    storage.write_bytes(drawn, b"png")
-    gone = run / "figures" / "scores.png"  # deleted after it was drawn
-    report.write_report(run, directories, {"seeds": [0]}, {}, [str(drawn), str(gone)], {})
-    text = (run / "report.md").read_text()
-    assert "curves.png" in text and "scores.png" not in text
-    assert storage.read_json(run / "manifest.json")["status"] == "complete"
-
-    (run / "manifest.json").unlink()
-    (Path(directories[0]) / "evaluation.json").unlink()
-    with pytest.raises((UserInputError, OSError)):
-        report.write_report(run, directories, {"seeds": [0]}, {}, [str(drawn)], {})
-    assert not (run / "manifest.json").exists()
-
-
-@pytest.mark.parametrize("value, spread, shown", [
-    (259.78, 0.80, "259.78 ± 0.80"),  # two decimals while the spread has two significant digits
-    (6.3731, 0.00759, "6.3731 ± 0.0076"),  # smaller spreads: to their second significant digit
-    (6.43, 0.0100, "6.430 ± 0.010"),
-    (256.0169, 0.00423, "256.0169 ± 0.0042"),
-    (1.5, 2e-9, "1.50 ± 2.0e-09"),
-    (3.0, None, "3.00"),
-])
-def test_a_value_is_shown_to_the_precision_of_its_uncertainty(value, spread, shown):
-    from vae_model.results.tables import plus_minus
-    assert plus_minus(value, spread) == shown

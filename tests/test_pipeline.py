@@ -1,21 +1,15 @@
-"""The Prefect flows end to end on tiny data, against Prefect's test harness."""
+"""The Prefect flows (flows.pipeline, flows.rerun) end to end on tiny data, against Prefect's
+test harness: a run, its cache, single stages rerun, parameters checked before the flow runs."""
 
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-from prefect.testing.utilities import prefect_test_harness
 
 from flows.pipeline import vae_pipeline
 from flows.rerun import rerun_stage
 from vae_model.runs import storage
 
 TINY = dict(epochs=2, batch_size=32, iwae_k=5, gradient_draws=3, seeds=[0])
-
-
-@pytest.fixture(scope="module")
-def harness():
-    with prefect_test_harness(server_startup_timeout=60):
-        yield
 
 
 def task_states(flow_state) -> dict:
@@ -48,7 +42,8 @@ def test_pipeline_runs_caches_and_reruns_single_stages(harness, tiny_data, tmp_p
                            return_state=True)
     states = task_states(other_k)
     assert states["train-analytic-s0"] == "Cached" and states["evaluate-analytic-s0"] == "Completed"
-    assert storage.read_json(run / "metrics.json")["models"]["analytic-s0"]["heldout"]["iwae_k"] == 7
+    heldout = storage.read_json(run / "metrics.json")["models"]["analytic-s0"]["heldout"]
+    assert heldout["iwae_k"] == 7
 
     figures_before = (run / "figures" / "curves.png").stat().st_mtime_ns
     cached = rerun_stage("figures", "t1", artifacts_dir=root, return_state=True)

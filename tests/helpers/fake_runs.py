@@ -1,5 +1,7 @@
 """Made-up but plausible per-model records (metrics.json's shape) and model directories, so
-that figures and the report can be tested for any grid without training anything."""
+that figures and the report can be tested for any grid without training anything; and run
+directories of a series of runs (manifest.json, metrics.json), written by hand, for the history
+and the published artifacts."""
 
 from __future__ import annotations
 
@@ -20,6 +22,14 @@ def configs(seeds=(0, 1, 2), latent_sizes=(2,), architectures=("mlp",),
                              ("analytic", "monte_carlo"))
     return [ModelConfig(estimator=e, architecture=a, likelihood=lik, latent_size=z, seed=s,
                         epochs=epochs) for a, lik, z, s, e in grid]
+
+
+DEFAULT_RUN = configs(seeds=(0, 1, 2))  # one configuration, 6 models
+ISSUE_13_SWEEP = configs(seeds=(0,), latent_sizes=(2, 8), architectures=("mlp", "conv"),
+                         likelihoods=("bernoulli", "continuous_bernoulli"), epochs=1)
+HUGE_SWEEP = configs(seeds=(0,), latent_sizes=(2, 3, 4, 5, 6, 8, 16, 32),
+                     architectures=("mlp", "conv"),
+                     likelihoods=("bernoulli", "continuous_bernoulli"))
 
 
 def _heldout(config: ModelConfig, rng, with_stderr: bool = True) -> dict:
@@ -86,3 +96,57 @@ def write_model_dirs(run, model_configs: list[ModelConfig], with_evaluation_extr
                 "iwae_nll": per_image - 1.5}).to_csv(index=False))
         directories.append(str(directory))
     return directories
+
+
+# A series of runs of one configuration, as the history reads them.
+PARAMETERS = {"estimators": ["analytic", "monte_carlo"], "seeds": [0, 1, 2], "epochs": 10,
+              "iwae_k": 100, "run_id": None, "artifacts_dir": "artifacts", "data_dir": None}
+
+
+def series_metrics(analytic: float, monte_carlo: float, std: float = 0.3) -> dict:
+    """metrics.json for three seeds per estimator, scores centre - std, centre, centre + std
+    (so the sample std over seeds is ``std``), with the comparison block statistics writes."""
+    from vae_model.evaluation import statistics
+
+    models = {}
+    for estimator, centre in (("analytic", analytic), ("monte_carlo", monte_carlo)):
+        for seed, value in enumerate([centre - std, centre, centre + std]):
+            models[f"{estimator}-s{seed}"] = {
+                "estimator": estimator, "seed": seed, "train_seconds": 10.0,
+                "configuration": {"latent_size": 2, "epochs": 10}, "images_per_second": 4e4,
+                "heldout": {"neg_elbo": value, "kl": 6.4, "reconstruction": value - 6.4,
+                            "iwae_nll": value - 1.5, "iwae_k": 100}}
+    return {"models": models, "comparison": statistics.compare(models)}
+
+
+def write_series_run(root, run_id, finished, metrics=None, status="complete", report=True,
+                     processor=None, **changes):
+    """``root/runs/<run_id>`` with a manifest (unless ``status`` is None, as a killed run
+    leaves it), metrics.json and report.html; ``changes`` to PARAMETERS."""
+    run = root / "runs" / run_id
+    run.mkdir(parents=True)
+    parameters = {**PARAMETERS, "run_id": run_id, **changes}
+    if status:
+        storage.write_json(run / "manifest.json", {
+            "run_id": run_id, "status": status, "finished_at": finished,
+            "parameters": parameters, "packages": {"tensorflow": "2.21.0", "prefect": "3.8.8"},
+            **({"processor": processor} if processor else {})})
+    if metrics:
+        storage.write_json(run / "metrics.json", metrics)
+    if report:
+        (run / "report.html").write_text("<html></html>")
+    return run
+
+
+def write_series(root):
+    """Five runs under ``root``: three of PARAMETERS (the last, on another processor, 2.6
+    nats worse for the analytic KL), one of another configuration, one killed."""
+    write_series_run(root, "a-first", "2026-11-20T03:01:00+00:00", series_metrics(258.7, 259.9))
+    write_series_run(root, "b-other-config", "2026-11-21T03:01:00+00:00",
+                     series_metrics(250.0, 251.0), epochs=20)
+    write_series_run(root, "c-second", "2026-11-21T03:02:00+00:00", series_metrics(259.1, 259.5))
+    write_series_run(root, "d-killed", None, status=None, report=False)
+    write_series_run(root, "e-upgrade", "2026-11-23T03:01:00+00:00", series_metrics(261.7, 260.0),
+                     processor={"model": "AMD EPYC", "cores": 2, "family": "25/1",
+                                "instructions": ["avx2", "fma"]})
+    return root

@@ -1,5 +1,5 @@
 """A real ``vae-pipeline`` process on the tiny dataset, with its own temporary Prefect server,
-for tests that signal or kill it."""
+for tests that signal or kill it; and the command run to its end, for tests of what it says."""
 
 from __future__ import annotations
 
@@ -12,12 +12,13 @@ from pathlib import Path
 
 import psutil
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # SIGINT raises KeyboardInterrupt, as in a terminal's job (a shell's background job, pytest's
 # included, passes SIGINT on ignored)
 SCRIPT = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
-          "from tests.conftest import write_tiny_dataset; from pathlib import Path; "
-          "from vae_model import data; data.CANONICAL = write_tiny_dataset(Path(sys.argv[1])); "
+          "from tests.helpers.data import write_tiny_dataset; from pathlib import Path; "
+          "from vae_model.model import data; "
+          "data.CANONICAL = write_tiny_dataset(Path(sys.argv[1])); "
           "from flows.cli import main; sys.exit(main(sys.argv[2:]))")
 
 
@@ -40,6 +41,14 @@ def start_pipeline(tiny_data: Path, tmp_path: Path, args: list[str],
         return subprocess.Popen(
             [sys.executable, "-c", SCRIPT, str(tiny_data), *args], cwd=ROOT, env=env,
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def run_cli(tmp_path: Path, *args: str, **extra_env: str) -> subprocess.CompletedProcess:
+    """``vae-pipeline *args`` to its end (15 minutes at most), with its own temporary server
+    unless ``extra_env`` sets PREFECT_API_URL; its output captured as text."""
+    env = temporary_server_env(tmp_path / "prefect-home", **extra_env)
+    return subprocess.run([str(Path(sys.executable).parent / "vae-pipeline"), *args],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
 
 
 def wait_until(condition, process: subprocess.Popen, log: Path, what: str,

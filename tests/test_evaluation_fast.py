@@ -1,9 +1,12 @@
+"""The fast path (vae_model.evaluation.fast) against the plain functions it replaces
+(vae_model.evaluation.plain) for the MLP with Bernoulli pixels, through the one dispatch in
+vae_model.evaluation.heldout."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.conftest import synthetic_arrays
-from vae_model import UserInputError, training
+from tests.helpers.data import synthetic_arrays
 from vae_model.evaluation import fast as fast_evaluation
 from vae_model.evaluation import heldout as evaluation
 from vae_model.model import fast_math
@@ -12,78 +15,14 @@ from vae_model.model.networks import VAE
 
 ARRAYS = synthetic_arrays()
 
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    config = ModelConfig(batch_size=32, epochs=3)
-    return training.fit(config, ARRAYS["train_images"], ARRAYS["test_images"],
-                        tmp_path_factory.mktemp("model")).model
-
-
-def test_heldout_terms_add_up(trained):
-    terms = evaluation.heldout_terms(trained, ARRAYS["test_images"], batch_size=20)
-    assert terms["neg_elbo"] == pytest.approx(terms["kl"] + terms["reconstruction"])
-    assert terms["kl"] > 0 and terms["reconstruction"] > 0
-
-
-def test_heldout_does_not_depend_on_batching(trained):
-    a = evaluation.heldout_terms(trained, ARRAYS["test_images"], batch_size=64)
-    b = evaluation.heldout_terms(trained, ARRAYS["test_images"], batch_size=64)
-    assert a == b  # same seed, same draws
-    assert evaluation.heldout_terms(trained, ARRAYS["test_images"], batch_size=16)["kl"] == \
-        pytest.approx(a["kl"], rel=1e-5)  # analytic KL has no sampling noise
-
-
-def test_iwae_bound_is_below_the_elbo_and_tightens_with_k(trained):
-    images = ARRAYS["test_images"]
-    neg_elbo = np.mean([evaluation.heldout_terms(trained, images, seed=s)["neg_elbo"]
-                        for s in range(5)])
-    iwae_1 = evaluation.iwae_nll(trained, images, k=1)
-    iwae_50 = evaluation.iwae_nll(trained, images, k=50)
-    iwae_500 = evaluation.iwae_nll(trained, images, k=500, samples_per_call=64)
-    assert iwae_1 == pytest.approx(neg_elbo, rel=0.01)  # k=1 is the ELBO itself
-    assert iwae_500 <= iwae_50 <= neg_elbo
-    assert iwae_50 - iwae_500 < neg_elbo - iwae_50  # diminishing returns
-
-
-def test_iwae_chunking_does_not_change_the_estimate_much(trained):
-    images = ARRAYS["test_images"]
-    whole = evaluation.iwae_nll(trained, images, k=64, samples_per_call=64)
-    chunked = evaluation.iwae_nll(trained, images, k=64, samples_per_call=10, batch_size=7)
-    assert chunked == pytest.approx(whole, abs=0.5)
-
-
-@pytest.mark.parametrize("k", [0, -3, 2.5])
-def test_iwae_refuses_bad_k(trained, k):
-    with pytest.raises(UserInputError, match="k must be a whole number > 0"):
-        evaluation.iwae_nll(trained, ARRAYS["test_images"], k=k)
-
-
-def test_monte_carlo_kl_adds_gradient_variance(trained):
-    batch = ARRAYS["train_images"][:32]
-    analytic = evaluation.gradient_variance(trained, batch, "analytic", draws=30)
-    monte_carlo = evaluation.gradient_variance(trained, batch, "monte_carlo", draws=30)
-    assert analytic["kl_term_variance"] == pytest.approx(0.0, abs=1e-6)
-    assert monte_carlo["kl_term_variance"] > 1e-4
-    assert analytic["total_variance"] > 0 and monte_carlo["total_variance"] > 0
-    assert analytic["mean_gradient_sq_norm"] > 0
-
-
-# The fast path (vae_model.evaluation.fast) against the plain functions it replaces for the MLP
-# with Bernoulli pixels. It draws as TensorFlow does outside XLA, so the plain functions run
+# The fast path draws as TensorFlow does outside XLA, so the plain functions run
 # here without XLA (model.use_xla = False): same seed, same draws, same numbers to rounding.
+
 
 def _plain(monkeypatch, model):
     """Makes the evaluation functions take the plain path, without XLA, for ``model``."""
     monkeypatch.setattr(model, "use_xla", False)
     monkeypatch.setattr(fast_math, "supports", lambda m: False)
-
-
-def test_the_fast_path_covers_only_the_mlp_with_bernoulli_pixels(trained):
-    assert fast_math.supports(trained) and fast_math.supports(ModelConfig())
-    for config in (ModelConfig(architecture="conv"),
-                   ModelConfig(likelihood="continuous_bernoulli")):
-        assert not fast_math.supports(VAE(config)) and not fast_math.supports(config)
 
 
 def test_fast_heldout_equals_the_plain_one(trained, monkeypatch):
@@ -120,27 +59,6 @@ def test_fast_gradient_variance_equals_the_plain_one(trained, monkeypatch, estim
         assert fast[name] == pytest.approx(plain[name], rel=1e-4)
     assert fast["kl_term_variance"] == pytest.approx(plain["kl_term_variance"], rel=1e-4,
                                                      abs=1e-9)
-
-
-@pytest.mark.parametrize("config", [ModelConfig(architecture="conv"),
-                                    ModelConfig(likelihood="continuous_bernoulli"),
-                                    ModelConfig(latent_size=3)], ids=lambda c: c.name)
-def test_every_model_is_evaluated(config):
-    """Conv nets (no XLA) and continuous Bernoulli pixels take the plain path; the fast one
-    handles latent sizes other than 2."""
-    model = VAE(config)
-    images, batch = ARRAYS["test_images"][:20], ARRAYS["train_images"][:16]
-    terms = evaluation.heldout_terms(model, images, batch_size=8)
-    assert terms["neg_elbo"] == pytest.approx(terms["kl"] + terms["reconstruction"])
-    iwae = evaluation.iwae_per_image(model, images, k=6, batch_size=8, samples_per_call=4)
-    assert iwae.shape == (20,) and np.all(np.isfinite(iwae))
-    variance = evaluation.gradient_variance(model, batch, "monte_carlo", draws=4)
-    assert variance["total_variance"] > 0 and variance["kl_term_variance"] > 0
-
-
-def test_gradient_variance_refuses_an_unknown_estimator(trained):
-    with pytest.raises(UserInputError, match="unknown estimator"):
-        evaluation.gradient_variance(trained, ARRAYS["train_images"][:8], "exact", draws=4)
 
 
 def test_the_fast_path_equals_the_plain_one_for_other_latent_sizes(monkeypatch):

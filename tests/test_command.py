@@ -1,0 +1,48 @@
+"""The command line (flows.cli.command): bad parameters are one line and exit 2 before any
+work; a rerun of a missing or failed run says what to do."""
+
+import pytest
+
+from flows.cli.command import main
+from vae_model.runs import storage
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--epochs", "0"], "epochs must be a whole number > 0"),
+    (["--batch-size", "-4"], "batch_size must be"),
+    (["--latent-size", "0"], "latent_size must be"),
+    (["--learning-rate", "nan"], "learning_rate must be a finite number"),
+    (["--learning-rate", "inf"], "learning_rate must be a finite number"),
+    (["--iwae-k", "0"], "--iwae-k must be > 0, got 0"),
+    (["--gradient-draws", "1"], "--gradient-draws must be >= 2, got 1"),
+    (["--seeds", "0", "-1"], "--seeds must be >= 0, got -1"),
+    (["--run-id", "../../etc"], "run id '../../etc' is not allowed"),
+    (["--train-limit", "0"], "train_limit must be"),
+    (["--concurrency", "0"], "--concurrency must be > 0"),
+    (["--batch-size", "100000"], "larger than the 60000 training images"),
+    (["--data-dir", "/nonexistent"], "data directory /nonexistent does not exist"),
+])
+def test_bad_parameters_get_one_line_and_exit_2(args, message, capsys, tmp_path):
+    code = main(["run", "--artifacts-dir", str(tmp_path), *args])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err and err.count("\n") == 1 and err.startswith("vae-pipeline: error:")
+    assert not any(tmp_path.iterdir())
+
+
+def test_rerun_of_a_missing_run_says_so(capsys, tmp_path):
+    code = main(["rerun", "figures", "--run-id", "nope", "--artifacts-dir", str(tmp_path)])
+    assert code == 2
+    assert "no manifest.json" in capsys.readouterr().err
+
+
+def test_rerun_of_a_failed_run_names_the_failed_stage(capsys, tmp_path):
+    run = tmp_path / "runs" / "broken"
+    storage.write_json(run / "manifest.json", {"run_id": "broken", "status": "failed",
+                                               "stage": "train-analytic-s0",
+                                               "error": "-ELBO became nan"})
+    code = main(["rerun", "report", "--run-id", "broken", "--artifacts-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "run broken failed at stage train-analytic-s0 (-ELBO became nan)" in err
+    assert "vae-pipeline run --run-id broken" in err
