@@ -8,7 +8,7 @@ product the hidden units that none of a group of nearby images' draws turns on (
 are zero). The gradient variance writes backpropagation out for a group of draws at once and
 takes the moments from Gram matrices, in float64. Draws are TFP's own outside XLA, so given a
 seed these return what the plain kernels return for a model run without XLA, to float rounding
-(``tests/test_evaluation.py``). What each choice bought: ``docs/performance.md``.
+(``tests/test_evaluation_fast.py``). What each choice bought: ``docs/performance.md``.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ Groups of nearby points (the cache decodes new points in Z-order) leave out of t
 the hidden units none of them turns on (exact: those are zero); log p(0|z) takes 8 logarithms
 instead of 784; the layers of fixed shape are XLA-compiled, the pruned product is not. The sum
 over pixels runs in another order than XLA's, so per-point constants differ by float32 rounding
-(``tests/test_reference.py``). What each choice bought: ``docs/performance.md``.
+(``tests/test_reference_fast.py``). What each choice bought: ``docs/performance.md``.
 """
 
 from __future__ import annotations
