@@ -23,7 +23,9 @@ Estimator = Literal[ESTIMATORS]
 Architecture = Literal[ARCHITECTURES]
 Likelihood = Literal[LIKELIHOODS]
 PositiveInt = Annotated[int, Field(gt=0)]
-LearningRate = Annotated[float, Field(gt=0), AfterValidator(_finite)]
+PositiveNumber = Annotated[float, Field(gt=0), AfterValidator(_finite)]
+LearningRate = PositiveNumber
+Margin = PositiveNumber  # the equivalence margin, nats per image
 Draws = Annotated[int, Field(ge=2)]
 Seed = Annotated[int, Field(ge=0)]
 T = TypeVar("T")
@@ -34,7 +36,8 @@ RunId = Optional[Annotated[str, Field(pattern=RUN_ID_PATTERN.pattern),
                            AfterValidator(check_run_id)]]
 # The flow's parameters that no ModelConfig checks, as the flow declares them (a test holds
 # the two to each other): the command line checks its flags with these.
-UNCHECKED_BY_MODELS = {"seeds": NonEmpty[Seed], "iwae_k": PositiveInt, "gradient_draws": Draws}
+UNCHECKED_BY_MODELS = {"seeds": NonEmpty[Seed], "iwae_k": PositiveInt, "gradient_draws": Draws,
+                       "equivalence_margin": Margin}
 
 
 def check(parameters: dict) -> None:

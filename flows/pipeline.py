@@ -9,8 +9,8 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.grid import model_grid
-from flows.parameters import (Architecture, Draws, Estimator, LearningRate, Likelihood, NonEmpty,
-                              PositiveInt, RunId, Seed)
+from flows.parameters import (Architecture, Draws, Estimator, LearningRate, Likelihood, Margin,
+                              NonEmpty, PositiveInt, RunId, Seed)
 from flows.recipe import compare_models, default_run_id
 from tasks import guard, verify_data
 from vae_model.runs import directory
@@ -33,6 +33,7 @@ def vae_pipeline(
     data_dir: str | None = None,
     artifacts_dir: str = "artifacts",
     run_id: RunId = None,
+    equivalence_margin: Margin = 1.0,
 ) -> str:
     """Train the seed notebook's VAE on Fashion-MNIST under each KL estimator, for each seed
     (and each architecture, likelihood and latent size listed), and compare the estimators on
@@ -43,4 +44,4 @@ def vae_pipeline(
         data = verify_data(data_dir)
         models = model_grid(dict(flow_run.parameters), data["train_images"])
         return compare_models(models, data, run_path, artifacts_dir, iwae_k, gradient_draws,
-                              all_model_figures)
+                              all_model_figures, equivalence_margin)

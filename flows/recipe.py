@@ -22,7 +22,8 @@ def default_run_id() -> str:
 
 
 def compare_models(models: list[ModelConfig], data: dict, run_path: Path, artifacts_dir: str,
-                   iwae_k: int, gradient_draws: int, all_model_figures: bool = False) -> str:
+                   iwae_k: int, gradient_draws: int, all_model_figures: bool = False,
+                   equivalence_margin: float = 1.0) -> str:
     """Train the models concurrently (as the flow's task runner allows), evaluate each as soon as
     it is trained, then figures, report and Prefect artifacts. Returns report.md's path."""
     trained = [train_model.submit(m.to_dict(), data, str(run_path)) for m in models]
@@ -35,7 +36,7 @@ def compare_models(models: list[ModelConfig], data: dict, run_path: Path, artifa
     # the same test images and prior draws in every model's figures
     figure_seed = min(m.seed for m in models)
     figures = render_figures(checkpoints, evaluations, data, str(run_path), figure_seed,
-                             all_model_figures)
+                             all_model_figures, equivalence_margin)
     report = write_report(str(run_path), checkpoints, evaluations, figures,
                           dict(flow_run.parameters), data)
     return publish_results(str(run_path), artifacts_dir, report)

@@ -40,7 +40,8 @@ def rerun_stage(stage: Stage, run_id: str, artifacts_dir: str = "artifacts",
         elif stage == "figures":
             figures = render_figures.with_options(refresh_cache=force)(
                 checkpoints, evaluations, data, str(run_path), min(parameters["seeds"]),
-                parameters.get("all_model_figures", False))
+                parameters.get("all_model_figures", False),
+                parameters.get("equivalence_margin", 1.0))
         report = write_report.with_options(refresh_cache=force or stage != "report")(
             str(run_path), checkpoints, evaluations, figures, parameters, data)
         return publish_results(str(run_path), artifacts_dir, report)

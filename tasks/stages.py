@@ -110,11 +110,12 @@ def evaluate_model(model_name: str, checkpoint_dir: str, data_facts: dict, iwae_
       cache_policy=policy("results.figures", "training", "model.data", "stages"),
       persist_result=True)
 def render_figures(checkpoint_dirs: list[str], evaluation_paths: list[str], data_facts: dict,
-                   run_dir: str, seed: int, all_models: bool = False) -> list[str]:
+                   run_dir: str, seed: int, all_models: bool = False,
+                   equivalence_margin: float = 1.0) -> list[str]:
     """The run's figures; per-model image figures for one seed per configuration and estimator
-    unless ``all_models``."""
+    unless ``all_models``; the equivalence margin as a band in the differences figure."""
     paths = stages.render_figures(checkpoint_dirs, data_facts["data_dir"], Path(run_dir), seed,
-                               all_models=all_models)
+                                  all_models=all_models, margin=equivalence_margin)
     get_run_logger().info("%d figures in %s", len(paths), Path(run_dir) / "figures")
     return [str(p) for p in paths]
 

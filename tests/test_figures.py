@@ -67,3 +67,16 @@ def test_one_configuration_is_one_facet_and_estimators_keep_their_colours():
     colours = {line.get_color() for line in data_axes[0].get_lines()}
     assert colours == set(ESTIMATOR_COLOURS.values())
     figures.plt.close(fig)
+
+
+@pytest.mark.parametrize("margin", [0.5, 2.0])
+def test_the_differences_figure_shows_the_margin_and_both_intervals(margin):
+    fig, = figures.build("differences", fake_runs.records(DEFAULT_RUN), margin=margin)
+    ax = fig.axes[0]
+    band, = [p for p in ax.patches if p.get_alpha() == 0.12]  # the equivalence margin
+    assert (band.get_x(), band.get_x() + band.get_width()) == pytest.approx((-margin, margin))
+    thick = [line for line in ax.get_lines() if line.get_linewidth() == 3]
+    assert len(thick) == 2  # the 90% intervals of -ELBO and IWAE
+    outcome = [t.get_text() for t in ax.texts]
+    assert outcome and outcome[0] in ("analytic KL better", "Monte-Carlo KL better",
+                                      "equivalent", "inconclusive")

@@ -38,6 +38,18 @@ def test_pipeline_runs_caches_and_reruns_single_stages(harness, tiny_data, tmp_p
                   "evaluate-monte_carlo-s0", "render-figures", "write-report"):
         assert states[stage] == "Cached", (stage, states)
 
+    # seeds added to the run, as an inconclusive verdict advises: the earlier seed is reused
+    more = vae_pipeline(**{**TINY, "seeds": [0, 1]}, artifacts_dir=root, run_id="t1",
+                        return_state=True)
+    states = task_states(more)
+    for stage in ("train-analytic-s0", "train-monte_carlo-s0", "evaluate-analytic-s0",
+                  "evaluate-monte_carlo-s0"):
+        assert states[stage] == "Cached", (stage, states)
+    assert states["train-analytic-s1"] == states["evaluate-monte_carlo-s1"] == "Completed"
+    pair = storage.read_json(run / "metrics.json")["comparison"]["paired"][0]
+    assert pair["seeds"] == [0, 1] and pair["decision"] in ("better", "equivalent",
+                                                            "inconclusive")
+
     other_k = vae_pipeline(**{**TINY, "iwae_k": 7}, artifacts_dir=root, run_id="t1",
                            return_state=True)
     states = task_states(other_k)

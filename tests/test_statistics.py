@@ -81,9 +81,14 @@ def test_unclear_difference_gives_the_interval_and_no_winner():
     assert pair["iwae_nll"]["mean_difference"] == pytest.approx(MEAN)
     assert pair["better"] is None
     assert [s["per_image_stderr"] for s in pair["per_seed"]] == [None, None, None]
+    assert pair["decision"] == "inconclusive" and pair["equivalent"] is False
+    assert pair["equivalence_margin"] == 1.0
+    assert pair["seeds_needed"] == {"detect": 17, "equivalence": 18}
+    assert pair["iwae_nll"]["decision"] == "inconclusive"
     assert result["verdict"] == (
-        "no difference detectable with 3 seeds: -0.97 ± 3.41 nats (95% CI) in held-out "
-        "-ELBO, analytic minus monte_carlo")
+        "inconclusive with 3 seeds: differences up to 4.38 nats held-out -ELBO are not ruled "
+        "out (95% CI -4.38 to +2.44, analytic minus monte_carlo); about 17 seeds would detect "
+        "a 1-nat difference")
     analytic = result["by_estimator"]["analytic"]
     assert analytic["seeds"] == [0, 1, 2]
     assert analytic["models"] == ["analytic-s0", "analytic-s1", "analytic-s2"]
@@ -170,13 +175,13 @@ def test_models_are_grouped_by_configuration():
     assert first["by_estimator"]["analytic"]["models"] == [
         "analytic-8-s0", "analytic-8-s1", "analytic-8-s2"]
     assert second["paired"][0]["better"] == "analytic"
-    assert first["verdict"].startswith("no difference detectable with 3 seeds")
+    assert first["verdict"].startswith("inconclusive with 3 seeds")
     assert second["verdict"].startswith("analytic KL better by 1.00 nats")
     assert result["by_estimator"] == first["by_estimator"]  # top level: first configuration
     assert result["paired"] == first["paired"]
     assert result["configuration"] == first["configuration"]
     assert result["verdict"] == ("analytic better in 1 of 2 configurations, "
-                                 "no difference detectable in 1")
+                                 "inconclusive in 1")
 
 
 def test_duplicate_seed_in_a_configuration_is_refused():

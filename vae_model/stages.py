@@ -106,9 +106,10 @@ def evaluate(checkpoint_dir: str | os.PathLike, data_dir: str | None, iwae_k: in
 
 
 def render_figures(checkpoint_dirs: list[str], data_dir: str | None, run: Path,
-                   seed: int = 0, all_models: bool = False) -> list[Path]:
+                   seed: int = 0, all_models: bool = False, margin: float = 1.0) -> list[Path]:
     """The run's figures (see :mod:`.results.figures`): image figures for the lowest seed of
-    each configuration and estimator, or for every model with ``all_models``."""
+    each configuration and estimator, or for every model with ``all_models``; ``margin``: the
+    equivalence margin drawn in the differences figure."""
     from vae_model import training
     from vae_model.results import figures  # matplotlib only where figures are drawn
 
@@ -128,4 +129,4 @@ def render_figures(checkpoint_dirs: list[str], data_dir: str | None, run: Path,
     return figures.render_all(
         records, run / "figures", load_model=lambda name: training.load_model(
             directories[name])[0], test_images=dataset.test_images,
-        test_labels=dataset.test_labels, seed=seed, all_models=all_models)
+        test_labels=dataset.test_labels, seed=seed, all_models=all_models, margin=margin)

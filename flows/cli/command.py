@@ -29,7 +29,7 @@ def pipeline_parameters(args) -> dict:
 
     names = ("estimators", "seeds", "architectures", "likelihoods", "latent_sizes", "epochs",
              "batch_size", "learning_rate", "iwae_k", "gradient_draws", "train_limit",
-             "all_model_figures", "data_dir", "artifacts_dir", "run_id")
+             "all_model_figures", "data_dir", "artifacts_dir", "run_id", "equivalence_margin")
     parameters = {n: getattr(args, n) for n in names if hasattr(args, n)}
     model_grid(parameters, data.CANONICAL["train_images"].count)
     check(parameters)

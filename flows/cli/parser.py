@@ -99,6 +99,9 @@ def _add_pipeline_options(parser, with_run_id: bool = True) -> None:
     parser.add_argument("--gradient-draws", type=int, default=100,
                         help="draws of z for the gradient variance (default: %(default)s)")
     parser.add_argument("--train-limit", type=int, help="use only the first N training images")
+    parser.add_argument("--equivalence-margin", type=float, default=1.0, metavar="NATS",
+                        help="differences within ±NATS per image count as equivalent (TOST at "
+                        "α = 0.05; default: %(default)s)")
     parser.add_argument("--all-model-figures", action="store_true",
                         help="draw the per-model image figures for every model, not only for "
                         "the lowest seed of each configuration and estimator")

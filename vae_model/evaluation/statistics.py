@@ -16,6 +16,7 @@ import math
 
 import numpy as np
 
+from vae_model.evaluation import decision
 from vae_model.model.config import estimator_order
 
 HELDOUT_METRICS = ("neg_elbo", "kl", "reconstruction", "iwae_nll")
@@ -119,7 +120,16 @@ def _model_by_seed(models: dict, estimator: str) -> dict:
     return by_seed
 
 
-def _paired(models: dict, a: str, b: str, per_image: dict | None) -> dict:
+def _quantity(differences: list[float], margin: float) -> dict:
+    """A paired quantity's mean difference, intervals (95% and 90%), sd and decision."""
+    mean, ci95 = t_interval(differences)
+    ci90 = t_interval(differences, confidence=0.90)[1]
+    sd = summarize(differences)["std"]
+    return {"mean_difference": mean, "ci95": ci95, "std": sd,
+            **decision.decide(mean, ci95, ci90, sd, margin)}
+
+
+def _paired(models: dict, a: str, b: str, per_image: dict | None, margin: float) -> dict:
     """Estimator a minus estimator b, seed by seed, on the seeds both have."""
     names_a, names_b = _model_by_seed(models, a), _model_by_seed(models, b)
     seeds = sorted(set(names_a) & set(names_b))
@@ -129,8 +139,6 @@ def _paired(models: dict, a: str, b: str, per_image: dict | None) -> dict:
                 for s in seeds]
 
     neg_elbo = differences("neg_elbo")
-    mean, ci95 = t_interval(neg_elbo)
-    iwae_mean, iwae_ci95 = t_interval(differences("iwae_nll"))
     per_seed = []
     for seed, difference in zip(seeds, neg_elbo):
         stderr = None
@@ -140,14 +148,11 @@ def _paired(models: dict, a: str, b: str, per_image: dict | None) -> dict:
         per_seed.append({"seed": int(seed), "difference": _number(difference),
                          "per_image_stderr": stderr})
     pair = {"estimators": [a, b], "metric": "neg_elbo", "seeds": [int(s) for s in seeds],
-            "differences": [_number(d) for d in neg_elbo], "mean_difference": mean,
-            "std": summarize(neg_elbo)["std"], "ci95": ci95,
-            "iwae_nll": {"mean_difference": iwae_mean, "ci95": iwae_ci95},
-            "per_seed": per_seed}
+            "differences": [_number(d) for d in neg_elbo], **_quantity(neg_elbo, margin),
+            "iwae_nll": _quantity(differences("iwae_nll"), margin), "per_seed": per_seed}
     if seeds and all(_has_reference(models[names[s]]["heldout"])
                      for names in (names_a, names_b) for s in seeds):
-        reference_mean, reference_ci95 = t_interval(differences("reference_nll"))
-        pair["reference_nll"] = {"mean_difference": reference_mean, "ci95": reference_ci95}
+        pair["reference_nll"] = _quantity(differences("reference_nll"), margin)
     pair["better"] = _better(pair)
     return pair
 
@@ -161,72 +166,8 @@ def _better(pair: dict) -> str | None:
     return a if hi < 0 else b if lo > 0 else None
 
 
-def _seeds_phrase(n: int) -> str:
-    return f"{n} seed" + ("" if n == 1 else "s")
-
-
-def _pair_verdict(pair: dict) -> str:
-    a, b = pair["estimators"]
-    seeds = pair["seeds"]
-    if not seeds:
-        return f"no seed was trained with both {a} and {b} KL: nothing to compare"
-    if len(seeds) == 1:
-        only = pair["per_seed"][0]
-        stderr = only["per_image_stderr"]
-        noise = ("not available" if stderr is None else f"{stderr:.2f}")
-        return (f"one seed gives no interval over seeds: {a} minus {b} held-out -ELBO is "
-                f"{only['difference']:+.2f} nats for seed {only['seed']} (per-image standard "
-                f"error {noise}), which says nothing about seed-to-seed variation: run more "
-                "seeds")
-    mean, (lo, hi) = pair["mean_difference"], pair["ci95"]
-    winner = pair["better"]
-    if winner is None:
-        return (f"no difference detectable with {_seeds_phrase(len(seeds))}: {mean:.2f} ± "
-                f"{(hi - lo) / 2:.2f} nats (95% CI) in held-out -ELBO, {a} minus {b}")
-    # The winner's advantage is positive: -(a - b) when a wins, (a - b) when b wins.
-    sign = -1.0 if winner == a else 1.0
-    low, high = sorted((sign * lo, sign * hi))
-    return (f"{winner} KL better by {sign * mean:.2f} nats held-out -ELBO (95% CI {low:.2f} "
-            f"to {high:.2f}, {_seeds_phrase(len(seeds))})")
-
-
-def verdict(by_estimator: dict, paired: list[dict]) -> str:
-    """One sentence on what one configuration's scores support (nats per image, lower -ELBO is
-    better): a winner only when the 95% interval over seeds of the paired difference excludes
-    0; otherwise the interval; for one seed, that there is no interval over seeds."""
-    if len(by_estimator) < 2:
-        if not by_estimator:
-            return "no models: nothing to compare"
-        (estimator, entry), = by_estimator.items()
-        return (f"only the {estimator} KL was trained ({_seeds_phrase(len(entry['seeds']))}): "
-                "nothing to compare")
-    return "; ".join(_pair_verdict(pair) for pair in paired)
-
-
-def _outcome(block: dict) -> str:
-    pairs = block["paired"]
-    if not pairs or not pairs[0]["seeds"]:
-        return "nothing to compare"
-    if len(pairs[0]["seeds"]) == 1:
-        return "one seed only (no interval)"
-    winner = pairs[0]["better"]
-    return f"{winner} better" if winner else "no difference detectable"
-
-
-def _summary_verdict(blocks: list[dict]) -> str:
-    """Across configurations: how many had each outcome of their first pair, e.g. "analytic
-    better in 1 of 4 configurations, no difference detectable in 3"."""
-    counts = {}
-    for block in blocks:
-        outcome = _outcome(block)
-        counts[outcome] = counts.get(outcome, 0) + 1
-    order = sorted(counts, key=lambda o: (not o.endswith(" better"), list(counts).index(o)))
-    parts = [f"{o} in {counts[o]}" for o in order]
-    parts[0] += f" of {len(blocks)} configurations"
-    return ", ".join(parts)
-
-
-def compare(models: dict, per_image: dict | None = None) -> dict:
+def compare(models: dict, per_image: dict | None = None,
+            margin: float = decision.DEFAULT_MARGIN, add_seeds=None) -> dict:
     """Group models by configuration and compare the estimators within each.
 
     ``models``: name -> {"estimator", "seed", "configuration": {setting: value}, "heldout":
@@ -240,7 +181,10 @@ def compare(models: dict, per_image: dict | None = None) -> dict:
     "by_estimator" and "paired"; the top-level "verdict" is that block's verdict when there is
     one configuration, else a count of outcomes across configurations. Each paired entry is
     estimator a minus b (analytic minus monte_carlo when both exist) and also says which
-    estimator is "better" (95% interval over seeds excludes 0) or None.
+    estimator is "better" (95% interval over seeds excludes 0) or None, and carries each
+    quantity's decision for the equivalence ``margin`` (:func:`decision.decide`).
+    ``add_seeds(seeds)``: the command that adds ``seeds`` to this run, for the verdict's
+    advice (optional).
     """
     groups: list[tuple[dict, dict]] = []
     for name, model in models.items():
@@ -253,12 +197,13 @@ def compare(models: dict, per_image: dict | None = None) -> dict:
     blocks = []
     for configuration, members in groups:
         by_estimator = _by_estimator(members)
-        paired = [_paired(members, a, b, per_image)
+        paired = [_paired(members, a, b, per_image, margin)
                   for a, b in itertools.combinations(list(by_estimator), 2)]
         blocks.append({"configuration": dict(configuration), "by_estimator": by_estimator,
-                       "paired": paired, "verdict": verdict(by_estimator, paired)})
+                       "paired": paired,
+                       "verdict": decision.verdict(by_estimator, paired, add_seeds)})
     first = blocks[0] if blocks else {"configuration": None, "by_estimator": {}, "paired": [],
                                       "verdict": "no models: nothing to compare"}
     return {"configurations": blocks, "configuration": first["configuration"],
             "by_estimator": first["by_estimator"], "paired": first["paired"],
-            "verdict": first["verdict"] if len(blocks) <= 1 else _summary_verdict(blocks)}
+            "verdict": first["verdict"] if len(blocks) <= 1 else decision.summary_verdict(blocks)}

@@ -1,15 +1,10 @@
 """The run's figures: does the KL estimator matter, per configuration?
 
-Every figure is small multiples with one facet per configuration (every setting but estimator
-and seed; see :mod:`.facets`), the estimator as colour (the same two colours in every
-figure) and the seeds as a band or as points. A facet holds one configuration, so one likelihood:
-numbers that are not comparable never share an axis. Facets wrap into rows and onto further
-pages (``curves-page2.png``...), so a figure stays within the size caps of
-:mod:`vae_model.results.layout` for any grid; one configuration is simply the one-facet case.
-
-``records`` maps a model name to {"estimator", "seed", "configuration", "history"[,
-"heldout", "gradient_variance"]} (metrics.json's per-model entries). Images of trained models
-(reconstructions, ...) are drawn by :mod:`vae_model.results.model_figures`.
+Small multiples, one facet per configuration (every setting but estimator and seed: one
+likelihood per facet, so numbers that are not comparable never share an axis), the estimator
+as colour and the seeds as a band or as points; facets wrap into rows and pages
+(``curves-page2.png``) within :mod:`.layout`'s size caps. ``records`` maps a model name to
+metrics.json's per-model entry; images of trained models are :mod:`.model_figures`.
 """
 
 from __future__ import annotations
@@ -18,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
-from vae_model.evaluation import statistics
+from vae_model.evaluation import decision, statistics
 from vae_model.results import facets
 from vae_model.results.facets import estimator_colour
 from vae_model.results.layout import (DPI, MAX_WIDTH_PX, MIN_WIDTH_IN, estimator_legend, facet_grid,
@@ -146,17 +142,21 @@ def _pair(group: dict, records: dict, metric: str):
         metric] for n in names_a if records[n].get("heldout") and records[n]["seed"] in by_seed_b]
 
 
-def _short_outcome(differences: list[float], ci95) -> str:
+def _short_outcome(differences: list[float], ci95, ci90, margin: float) -> str:
     if len(differences) < 2 or ci95 is None:
         return f"{len(differences)} seed: no interval" if differences else "no pair"
-    return ("first better" if ci95[1] < 0 else "second better" if ci95[0] > 0
-            else "no difference detectable")
+    found = decision.classify(ci95, ci90, margin)
+    if found == "better":
+        return "first better" if ci95[1] < 0 else "second better"
+    return found
 
 
-def differences_figure(groups: list[dict], records: dict) -> plt.Figure:
+def differences_figure(groups: list[dict], records: dict,
+                       margin: float = decision.DEFAULT_MARGIN) -> plt.Figure:
     """A forest plot, one panel per likelihood: per configuration, the paired difference of
     held-out -ELBO (and IWAE-K) between the two estimators, each seed and the mean with its
-    95% t-interval over seeds; the verdict beside each row."""
+    95% (thin) and 90% (thick) t-intervals over seeds, the equivalence margin ±``margin`` as a
+    band; the decision beside each row."""
     likelihoods = list(dict.fromkeys(g["likelihood"] for g in groups))
     a, b = _estimators(groups)[:2]
     rows = max(sum(g["likelihood"] == lik for g in groups) for lik in likelihoods)
@@ -175,6 +175,7 @@ def differences_figure(groups: list[dict], records: dict) -> plt.Figure:
                 if not differences:
                     continue
                 mean, ci95 = statistics.t_interval(differences)
+                ci90 = statistics.t_interval(differences, confidence=0.90)[1]
                 colour = "black" if metric == "neg_elbo" else "grey"
                 tag(ax.plot(differences, [y + shift] * len(differences), color=colour, ms=3,
                             **{k: v for k, v in SEED_STYLE.items() if k != "ms"}), likelihood)
@@ -182,11 +183,15 @@ def differences_figure(groups: list[dict], records: dict) -> plt.Figure:
                 tag(ax.errorbar([mean], [y + shift], xerr=error, fmt=style, color=colour, ms=6,
                                 capsize=3, mfc=colour if metric == "neg_elbo" else "white"),
                     likelihood)
+                if ci90 is not None:  # the TOST interval, drawn thicker inside the 95% one
+                    tag(ax.plot(ci90, [y + shift] * 2, color=colour, lw=3, solid_capstyle="butt"),
+                        likelihood)
                 if metric == "neg_elbo":
-                    outcome = _short_outcome(differences, ci95)
+                    outcome = _short_outcome(differences, ci95, ci90, margin)
                     ax.annotate(names.get(outcome, outcome), (1, y), xycoords=("axes fraction",
                                 "data"), xytext=(6, 0), textcoords="offset points", va="center",
                                 color=winners.get(outcome, "dimgrey"))
+        ax.axvspan(-margin, margin, color="#009E73", alpha=0.12, lw=0)
         ax.axvline(0, color="black", lw=0.8)
         ax.set_yticks(range(len(members)), [facets.title(g["configuration"], [
             k for k in g["varying"] if k != "likelihood"] or ["architecture", "latent_size"])
@@ -197,13 +202,14 @@ def differences_figure(groups: list[dict], records: dict) -> plt.Figure:
     for ax in axes[0]:
         ax.set_xlabel(f"{facets.estimator_label(a)} − {facets.estimator_label(b)}, nats per "
                       f"image (< 0: {facets.estimator_label(a)} better)")
-    fig.suptitle("Paired difference (same seed): seeds, mean and 95% interval")
+    fig.suptitle("Paired difference (same seed): seeds, mean, 90% (thick) and 95% intervals")
     handles = [Line2D([], [], color="black", marker="D", ls="none", label="held-out −ELBO"),
                Line2D([], [], color="grey", marker="s", mfc="white", ls="none",
                       label=f"IWAE-{k}"),
                Line2D([], [], color="black", marker="o", mfc="none", ls="none", ms=3,
-                      label="each seed")]
-    fig.legend(handles=handles, loc="outside lower center", ncol=3, frameon=False)
+                      label="each seed"),
+               Patch(color="#009E73", alpha=0.12, label=f"equivalence margin ±{margin:g}")]
+    fig.legend(handles=handles, loc="outside lower center", ncol=4, frameon=False)
     return fig
 
 
@@ -261,18 +267,21 @@ def _needs(kind: str, records: dict) -> bool:
     return True
 
 
-def build(kind: str, records: dict) -> list[plt.Figure]:
-    """The pages of one figure kind, not saved (for tests and notebooks)."""
+def build(kind: str, records: dict, margin: float = decision.DEFAULT_MARGIN) -> list[plt.Figure]:
+    """The pages of one figure kind, not saved (for tests and notebooks); ``margin``: the
+    equivalence margin of the differences figure."""
     if not records or not _needs(kind, records):
         return []
     groups = facets.group(records)
     per_page = (FOREST_ROWS_PER_PAGE if kind == "differences"
                 else MAX_COLS * rows_per_page(PANELS[kind][1]))
-    return [FIGURES[kind](page, records) for page in pages(groups, per_page)]
+    extra = {"margin": margin} if kind == "differences" else {}
+    return [FIGURES[kind](page, records, **extra) for page in pages(groups, per_page)]
 
 
 def render_all(records: dict, figures_dir: Path, load_model=None, test_images=None,
-               test_labels=None, seed: int = 0, all_models: bool = False) -> list[Path]:
+               test_labels=None, seed: int = 0, all_models: bool = False,
+               margin: float = decision.DEFAULT_MARGIN) -> list[Path]:
     """Every figure of a run into ``figures_dir``; returns their paths. With ``load_model``
     (name -> trained VAE) and the test set, also the image figures of
     :mod:`.model_figures`: for the lowest seed of each configuration and estimator, or,
@@ -280,7 +289,7 @@ def render_all(records: dict, figures_dir: Path, load_model=None, test_images=No
     render that this one did not draw are removed, so the directory matches the report."""
     figures_dir = Path(figures_dir)
     paths = [save(fig, page_path(figures_dir, kind, i))
-             for kind in FIGURES for i, fig in enumerate(build(kind, records))]
+             for kind in FIGURES for i, fig in enumerate(build(kind, records, margin))]
     if load_model is not None and test_images is not None:
         from vae_model.results import model_figures  # TensorFlow only where models are drawn
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from vae_model.results import facets
+from vae_model.results import facets, tables
 from vae_model.runs import provenance, registry, storage
 from vae_model.runs.provenance import code_version
 
@@ -82,6 +82,7 @@ def runs(artifacts_root: str | os.PathLike, complete: str | None = None) -> list
         path = Path(entry["path"])
         manifest = _read(path / "manifest.json")
         provenance = _read(path / PROVENANCE_FILE)
+        comparison = _read(path / "metrics.json").get("comparison") or {}
         parameters = manifest.get("parameters") or {}
         if entry["id"] == complete and manifest.get("status") == "complete":
             entry["status"] = "complete"
@@ -89,7 +90,8 @@ def runs(artifacts_root: str | os.PathLike, complete: str | None = None) -> list
             configuration_hash(parameters) if parameters else None),
             code=provenance.get("code") or manifest.get("code_version"),
             packages=manifest.get("packages") or {}, processor=manifest.get("processor"),
-            iwae_k=parameters.get("iwae_k"))
+            iwae_k=parameters.get("iwae_k"),
+            verdict=tables.short_verdict((comparison.get("paired") or [None])[0]))
         entries.append(entry)
     return entries
 
@@ -176,7 +178,7 @@ def table(chosen: list[dict]) -> pd.DataFrame:
     the change from the previous run, then date, code and packages."""
     rows = []
     for entry in reversed(chosen):
-        row = {"Run": entry["id"]}
+        row = {"Run": entry["id"], "Verdict": entry.get("verdict") or "–"}
         for estimator in _estimators(chosen):
             name, scores = facets.estimator_short_name(estimator), entry["headline"].get(
                 estimator, {})

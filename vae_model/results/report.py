@@ -22,6 +22,8 @@ import pandas as pd
 
 from vae_model import UserInputError
 from vae_model.evaluation import statistics
+from vae_model.evaluation import decision
+from vae_model.evaluation.decision import DEFAULT_MARGIN
 from vae_model.model.config import ModelConfig
 from vae_model.results import facets
 from vae_model.results.tables import (markdown_table, model_records, summary_tables,
@@ -66,7 +68,8 @@ UNITS = ("Held-out scores on the Fashion-MNIST test images, nats per image (lowe
          "Δ: the paired difference (same seed), with its 95% Student-t interval over seeds.")
 
 
-def collect_metrics(checkpoint_dirs: list[str]) -> dict:
+def collect_metrics(checkpoint_dirs: list[str], margin: float = DEFAULT_MARGIN,
+                    add_seeds=None) -> dict:
     """metrics.json's content: per model, its settings, held-out scores and history, and the
     estimator comparison per configuration (:func:`vae_model.evaluation.statistics.compare`,
     with each seed's per-image standard error where per_image.csv exists)."""
@@ -90,7 +93,7 @@ def collect_metrics(checkpoint_dirs: list[str]) -> dict:
         }
         if (directory / PER_IMAGE_FILE).exists():
             per_image[config.name] = pd.read_csv(directory / PER_IMAGE_FILE)
-    comparison = statistics.compare(models, per_image or None)
+    comparison = statistics.compare(models, per_image or None, margin, add_seeds)
     return {"units": "nats per image", "models": models, "comparison": comparison}
 
 
@@ -137,7 +140,9 @@ def write_report(run: Path, checkpoint_dirs: list[str], parameters: dict, data_f
                  figure_paths: list[str], timings: dict) -> Path:
     """Write every summary file of the run; manifest.json last. Returns report.md's path."""
     run = Path(run)
-    metrics = collect_metrics(checkpoint_dirs)
+    metrics = collect_metrics(checkpoint_dirs,
+                              parameters.get("equivalence_margin", DEFAULT_MARGIN),
+                              decision.add_seeds_command(run.name, parameters))
     metrics["run_id"] = run.name
     storage.write_json(run / "metrics.json", metrics)
     storage.write_text(run / "comparison.csv", comparison_table(metrics).to_csv(index=False))

@@ -95,8 +95,9 @@ def short_verdict(pair: dict | None) -> str:
         return "nothing to compare"
     if len(pair["seeds"]) == 1:
         return "one seed: no interval"
-    return (f"{facets.estimator_label(pair['better'])} better" if pair.get("better")
-            else "no difference detectable")
+    if pair.get("better"):
+        return f"{facets.estimator_label(pair['better'])} better"
+    return pair.get("decision", "no difference detectable")  # runs from before the decision
 
 
 def _difference_cell(pair: dict | None) -> str:
@@ -106,6 +107,11 @@ def _difference_cell(pair: dict | None) -> str:
     if pair.get("ci95"):
         text += f" ({signed(pair['ci95'][0])} to {signed(pair['ci95'][1])})"
     return text
+
+
+def _seeds_needed_cell(pair: dict | None) -> str:
+    needed = (pair or {}).get("seeds_needed")
+    return "–" if not needed else f"{needed['detect']} / {needed['equivalence']}"
 
 
 def _estimators(metrics: dict) -> list[str]:
@@ -128,8 +134,11 @@ def verdict_table(metrics: dict) -> pd.DataFrame:
             row[f"{facets.estimator_label(estimator)} −ELBO"] = _summary_cell(entry.get("neg_elbo"))
         pair = _first_pair(block)
         row[f"Δ {_pair_label(metrics)} (95% CI)"] = _difference_cell(pair)
+        row["90% CI"] = "–" if not (pair or {}).get("ci90") else (
+            f"{signed(pair['ci90'][0])} to {signed(pair['ci90'][1])}")
         row["Seeds"] = len(pair["seeds"]) if pair else 0
         row["Verdict"] = short_verdict(pair)
+        row["Seeds to detect / equiv."] = _seeds_needed_cell(pair)
         rows.append(row)
     return pd.DataFrame(rows)
 
