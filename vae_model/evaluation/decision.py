@@ -80,13 +80,26 @@ def equivalence_seeds(sd: float, margin: float) -> int:
     return 2 if sd == 0 else _fewest(lambda n: tost_power(n, sd, margin))
 
 
+def _within(ci90: list, margin: float) -> bool:
+    return bool(-margin < ci90[0] and ci90[1] < margin)
+
+
 def classify(ci95: list | None, ci90: list | None, margin: float) -> str:
     """One of DECISIONS, from the 95% and 90% intervals of a mean difference."""
     if ci95 is None or ci90 is None:
         return "one seed"
     if ci95[1] < 0 or ci95[0] > 0:
         return "better"
-    return "equivalent" if -margin < ci90[0] and ci90[1] < margin else "inconclusive"
+    return "equivalent" if _within(ci90, margin) else "inconclusive"
+
+
+def winner(estimators: list[str], ci95: list | None) -> str | None:
+    """Of the pair (a, b) whose difference a - b has the 95% interval ``ci95``: the estimator
+    with the lower score when the interval excludes 0, else None."""
+    if ci95 is None:
+        return None
+    a, b = estimators
+    return a if ci95[1] < 0 else b if ci95[0] > 0 else None
 
 
 def decide(mean: float | None, ci95: list | None, ci90: list | None, sd: float | None,
@@ -98,7 +111,7 @@ def decide(mean: float | None, ci95: list | None, ci90: list | None, sd: float |
         return {"ci90": None, "equivalence_margin": margin, "equivalent": False,
                 "decision": "one seed", "seeds_needed": None}
     return {"ci90": ci90, "equivalence_margin": margin,
-            "equivalent": bool(-margin < ci90[0] and ci90[1] < margin),
+            "equivalent": _within(ci90, margin),
             "decision": classify(ci95, ci90, margin),
             "seeds_needed": {"detect": detect_seeds(sd, margin),
                              "equivalence": equivalence_seeds(sd, margin)}}
@@ -151,10 +164,10 @@ def _pair_verdict(pair: dict, add_seeds=None) -> str:
                 "seeds")
     mean, ci95, ci90 = pair["mean_difference"], pair["ci95"], pair["ci90"]
     if pair["decision"] == "better":
-        winner = pair["better"]
-        sign = -1.0 if winner == a else 1.0  # the winner's advantage is positive
+        better = pair["better"]
+        sign = -1.0 if better == a else 1.0  # the winner's advantage is positive
         low, high = sorted((sign * ci95[0], sign * ci95[1]))
-        text = (f"{winner} KL better by {sign * mean:.2f} nats held-out -ELBO (95% CI "
+        text = (f"{better} KL better by {sign * mean:.2f} nats held-out -ELBO (95% CI "
                 f"{low:.2f} to {high:.2f}, {_seeds_phrase(n)})")
         if pair["equivalent"]:
             text += f", a difference within ±{margin:g} nats (90% CI {_interval(ci90)})"
@@ -178,9 +191,8 @@ def _model_or_bound(pair: dict) -> str:
     ci95, margin = reference["ci95"], reference["equivalence_margin"]
     gap = pair["mean_difference"] - reference["mean_difference"]
     if reference["decision"] == "better":
-        a, b = pair["estimators"]
-        winner = a if ci95[1] < 0 else b
-        found = f"{winner} KL gives the better model (95% CI {_interval(ci95)})"
+        found = (f"{winner(pair['estimators'], ci95)} KL gives the better model (95% CI "
+                 f"{_interval(ci95)})")
     elif reference["decision"] == "equivalent":
         found = (f"the models are equivalent within ±{margin:g} nats (90% CI "
                  f"{_interval(reference['ci90'])})")
@@ -203,13 +215,16 @@ def verdict(by_estimator: dict, paired: list[dict], add_seeds=None) -> str:
     return "; ".join(_pair_verdict(pair, add_seeds) for pair in paired)
 
 
-def outcome(pair: dict | None) -> str:
-    """A pair's decision in a few words, for tables and counts."""
-    if not pair or not pair["seeds"]:
+def outcome(pair: dict | None, label=str) -> str:
+    """A pair's decision in a few words, for tables and counts (``label``: an estimator's
+    name as shown)."""
+    if not pair or not pair.get("seeds"):
         return "nothing to compare"
-    if pair["decision"] == "better":
-        return f"{pair['better']} better"
-    return {"one seed": "one seed only (no interval)"}.get(pair["decision"], pair["decision"])
+    if len(pair["seeds"]) == 1:
+        return "one seed only (no interval)"
+    if pair.get("better"):
+        return f"{label(pair['better'])} better"
+    return pair.get("decision", "no difference detectable")  # runs from before the decision
 
 
 def summary_verdict(blocks: list[dict]) -> str:

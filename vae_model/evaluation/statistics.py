@@ -153,17 +153,8 @@ def _paired(models: dict, a: str, b: str, per_image: dict | None, margin: float)
     if seeds and all(_has_reference(models[names[s]]["heldout"])
                      for names in (names_a, names_b) for s in seeds):
         pair["reference_nll"] = _quantity(differences("reference_nll"), margin)
-    pair["better"] = _better(pair)
+    pair["better"] = decision.winner(pair["estimators"], pair["ci95"])
     return pair
-
-
-def _better(pair: dict) -> str | None:
-    """The estimator whose held-out -ELBO is lower with a 95% interval excluding 0, else None."""
-    if pair["ci95"] is None:
-        return None
-    lo, hi = pair["ci95"]
-    a, b = pair["estimators"]
-    return a if hi < 0 else b if lo > 0 else None
 
 
 def compare(models: dict, per_image: dict | None = None,

@@ -82,7 +82,6 @@ def runs(artifacts_root: str | os.PathLike, complete: str | None = None) -> list
         path = Path(entry["path"])
         manifest = _read(path / "manifest.json")
         provenance = _read(path / PROVENANCE_FILE)
-        comparison = _read(path / "metrics.json").get("comparison") or {}
         parameters = manifest.get("parameters") or {}
         if entry["id"] == complete and manifest.get("status") == "complete":
             entry["status"] = "complete"
@@ -91,7 +90,7 @@ def runs(artifacts_root: str | os.PathLike, complete: str | None = None) -> list
             code=provenance.get("code") or manifest.get("code_version"),
             packages=manifest.get("packages") or {}, processor=manifest.get("processor"),
             iwae_k=parameters.get("iwae_k"),
-            verdict=tables.short_verdict((comparison.get("paired") or [None])[0]))
+            verdict=tables.short_verdict(entry["pair"]))
         entries.append(entry)
     return entries
 

@@ -11,6 +11,7 @@ import math
 
 import pandas as pd
 
+from vae_model.evaluation import decision
 from vae_model.results import facets
 
 
@@ -91,13 +92,7 @@ def _first_pair(block: dict) -> dict | None:
 
 
 def short_verdict(pair: dict | None) -> str:
-    if not pair or not pair.get("seeds"):
-        return "nothing to compare"
-    if len(pair["seeds"]) == 1:
-        return "one seed: no interval"
-    if pair.get("better"):
-        return f"{facets.estimator_label(pair['better'])} better"
-    return pair.get("decision", "no difference detectable")  # runs from before the decision
+    return decision.outcome(pair, facets.estimator_label)
 
 
 def _difference_cell(pair: dict | None) -> str:

@@ -106,6 +106,8 @@ def list_runs(artifacts_root: str | os.PathLike) -> list[dict]:
             "date": finished or started or _iso_mtime(path),
             "stage": manifest.get("stage"), "error": manifest.get("error"),
             "headline": headline(metrics),
+            # the first estimator pair's comparison (decision, intervals), for the history
+            "pair": (((metrics or {}).get("comparison") or {}).get("paired") or [None])[0],
             "models": len((metrics or {}).get("models") or manifest.get("models") or {}),
             "locked": holder, "latest": path == latest, "bytes": _size(path),
         })
