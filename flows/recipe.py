@@ -9,6 +9,7 @@ from prefect.context import FlowRunContext
 from prefect.runtime import flow_run
 
 from tasks import evaluate_model, publish_results, render_figures, train_model, write_report
+from tasks.caching import results_beside
 from vae_model.model.config import ModelConfig
 
 
@@ -26,17 +27,19 @@ def compare_models(models: list[ModelConfig], data: dict, run_path: Path, artifa
                    equivalence_margin: float = 1.0) -> str:
     """Train the models concurrently (as the flow's task runner allows), evaluate each as soon as
     it is trained, then figures, report and Prefect artifacts. Returns report.md's path."""
-    trained = [train_model.submit(m.to_dict(), data, str(run_path)) for m in models]
+    train, evaluate, draw, report_on = (results_beside(t, artifacts_dir) for t in (
+        train_model, evaluate_model, render_figures, write_report))
+    trained = [train.submit(m.to_dict(), data, str(run_path)) for m in models]
     # Named per model: a task run whose training failed never gets its run name rendered
     # (Prefect names it before resolving its inputs), and would show as "evaluate_model-7ce"
-    evaluated = [evaluate_model.with_options(name=f"evaluate-{m.name}").submit(
+    evaluated = [evaluate.with_options(name=f"evaluate-{m.name}").submit(
                      m.name, t, data, iwae_k, gradient_draws)
                  for m, t in zip(models, trained)]
     checkpoints, evaluations = [t.result() for t in trained], [e.result() for e in evaluated]
     # the same test images and prior draws in every model's figures
     figure_seed = min(m.seed for m in models)
-    figures = render_figures(checkpoints, evaluations, data, str(run_path), figure_seed,
-                             all_model_figures, equivalence_margin)
-    report = write_report(str(run_path), checkpoints, evaluations, figures,
-                          dict(flow_run.parameters), data)
+    figures = draw(checkpoints, evaluations, data, str(run_path), figure_seed,
+                   all_model_figures, equivalence_margin)
+    report = report_on(str(run_path), checkpoints, evaluations, figures,
+                       dict(flow_run.parameters), data)
     return publish_results(str(run_path), artifacts_dir, report)

@@ -4,14 +4,15 @@ summarises them."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 from prefect import flow
 
+import tasks
 from flows.parameters import Draws, PositiveInt
-from tasks import evaluate_model, guard, publish_results, render_figures, write_report
-from vae_model.runs import directory
+from tasks import guard, publish_results
+from tasks.caching import results_beside
+from vae_model.runs import directory, store
 
 Stage = Literal["evaluate", "figures", "report"]
 
@@ -27,8 +28,11 @@ def rerun_stage(stage: Stage, run_id: str, artifacts_dir: str = "artifacts",
     with guard.writing(run_path):  # one writer; a failure is recorded in the manifest
         parameters, data = dict(manifest["parameters"]), manifest["data"]
         checkpoints = list(manifest["models"].values())
-        evaluations = [str(Path(c) / directory.EVALUATION_FILE) for c in checkpoints]
+        evaluations = [str(store.location(c) / directory.EVALUATION_FILE) for c in checkpoints]
         figures = sorted(str(p) for p in (run_path / "figures").glob("*.png"))
+        evaluate_model, render_figures, write_report = (
+            results_beside(t, artifacts_dir)
+            for t in (tasks.evaluate_model, tasks.render_figures, tasks.write_report))
 
         if stage == "evaluate":
             parameters["iwae_k"] = iwae_k or parameters["iwae_k"]

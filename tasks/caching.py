@@ -8,12 +8,14 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
+import json
 from pathlib import Path
 
 from prefect.cache_policies import INPUTS, TASK_SOURCE, CacheKeyFnPolicy
 
 import vae_model
 from tasks import outputs
+from vae_model.runs import store
 
 MODEL_STATE = "state.json"  # a model directory changes exactly when this file does
 _PACKAGE_DIR = Path(vae_model.__file__).parent
@@ -67,7 +69,7 @@ def source_hash(*modules: str) -> str:
 
 
 def _path_strings(value):
-    if isinstance(value, str) and value.startswith("/"):
+    if isinstance(value, str) and (value.startswith("/") or store.is_url(value)):
         yield value
     elif isinstance(value, (list, tuple)):
         for item in value:
@@ -75,12 +77,14 @@ def _path_strings(value):
 
 
 def files_fingerprint(parameters: dict) -> str:
+    """The content of the files a task's path inputs name (a model directory: its state.json),
+    by SHA-256 on a disk and ETag in a store; a missing one counts as such, so that it is a
+    cache miss, never skipped."""
     digest = hashlib.sha256()
     for value in _path_strings(list(parameters.values())):
-        path = Path(value)
+        path = store.location(value)
         file = path / MODEL_STATE if path.is_dir() else path
-        if file.is_file():
-            digest.update(str(file).encode() + file.read_bytes())
+        digest.update(str(file).encode() + json.dumps(store.fingerprint(file)).encode())
     return digest.hexdigest()
 
 
@@ -93,3 +97,15 @@ def policy(*modules: str):
                                          TASK_SOURCE.compute_key(context, parameters, {}), base)))
         return base + outputs.token(context, parameters, identity)
     return INPUTS + TASK_SOURCE + CacheKeyFnPolicy(cache_key_fn=key)
+
+
+def results_beside(task, artifacts_dir: str):
+    """``task`` with its cached results kept beside the runs when they live in an object store
+    (``<root>/.prefect-results``), so that every machine finds them; else as it is (Prefect's
+    local result storage)."""
+    root = store.location(artifacts_dir)
+    if not store.is_remote(root):
+        return task
+    from prefect.filesystems import RemoteFileSystem
+
+    return task.with_options(result_storage=RemoteFileSystem(basepath=f"{root}/.prefect-results"))

@@ -20,14 +20,14 @@ that never finished (no record: killed, failed) keeps its files, so training sti
 from __future__ import annotations
 
 import collections
+import contextlib
 import datetime as dt
 import hashlib
-import os
 import threading
 import uuid
 from pathlib import Path
 
-from vae_model.runs import storage
+from vae_model.runs import storage, store
 from vae_model.runs.directory import EVALUATION_FILE, PER_IMAGE_FILE
 
 RECORDS_DIR = ".stages"
@@ -44,40 +44,42 @@ _pending_lock = threading.Lock()
 _PENDING_BOUND = 10_000
 
 
-def run_of(parameters: dict) -> Path | None:
+def _location(value):
+    """A path or store URL among a task's inputs, as a location; None for other strings."""
+    if isinstance(value, str) and (value.startswith("/") or store.is_url(value)):
+        return store.location(value)
+    return None
+
+
+def run_of(parameters: dict):
     """The run directory (``<root>/runs/<id>``) the first path among a task's inputs lies in."""
     stack = list(parameters.values())
     while stack:
         value = stack.pop(0)
         if isinstance(value, (list, tuple)):
             stack[:0] = value
-        elif isinstance(value, str) and value.startswith("/"):
-            path = Path(value)
+        elif (path := _location(value)) is not None:
             for candidate in (path, *path.parents):
                 if candidate.parent.name == "runs" and candidate.parent != candidate:
                     return candidate
     return None
 
 
-def _files(value, run: Path):
+def _files(value, run):
     """The files a stage's result stands for. A model directory is its state.json and the
     checkpoint below it, not the evaluation files that the evaluate stage writes beside them."""
     if isinstance(value, (list, tuple)):
         for item in value:
             yield from _files(item, run)
         return
-    if not isinstance(value, str):
+    path = _location(value)
+    if path is None:
         return
-    path = Path(value)
     if path.is_dir():
         model = (path / MODEL_STATE).is_file()
-        for root, dirs, names in os.walk(path):
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            for name in sorted(names):
-                file = Path(root) / name
-                top = file.parent == path
-                if not name.startswith(".") and (not model or not top or name == MODEL_STATE):
-                    yield file
+        for rel in store.files(path):
+            if not model or "/" in rel or rel == MODEL_STATE:
+                yield path / rel
     elif path.is_file():
         yield path
         for sibling in SIBLINGS.get(path.name, ()):
@@ -85,41 +87,34 @@ def _files(value, run: Path):
                 yield path.parent / sibling
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def snapshot(value, run) -> dict:
+    """{path relative to the run: fingerprint} for the files ``value`` stands for (SHA-256 and
+    size on a disk, ETag and size in a store: :func:`vae_model.runs.store.fingerprint`)."""
+    found = {}
+    for file in _files(value, run):
+        if str(file).startswith(str(run).rstrip("/") + "/"):
+            found[store.relative(file, run)] = store.fingerprint(file)
+    return {rel: facts for rel, facts in found.items() if facts is not None}
 
 
-def snapshot(value, run: Path) -> dict:
-    """{path relative to the run: {"sha256", "bytes"}} for the files ``value`` stands for."""
-    return {str(f.relative_to(run)): {"sha256": _sha256(f), "bytes": f.stat().st_size}
-            for f in _files(value, run) if run in f.parents}
-
-
-def changed(record: dict, run: Path) -> list[str]:
+def changed(record: dict, run) -> list[str]:
     """The recorded files that are missing or differ from the record (all of them for a record
     that never completed)."""
     files = record.get("files")
     if not isinstance(files, dict) or not files:
         return ["(no record)"]
-    out = []
-    for rel, facts in files.items():
-        path = run / rel
-        try:
-            same = (path.stat().st_size == facts["bytes"] and _sha256(path) == facts["sha256"])
-        except (OSError, KeyError, TypeError):
-            same = False
-        if not same:
-            out.append(rel)
-    return out
+    return [rel for rel, facts in files.items()
+            if not isinstance(facts, dict) or store.fingerprint(run / rel) != facts]
 
 
-def _discard(record: dict, run: Path) -> None:
+def _discard(record: dict, run) -> None:
     """Delete the recorded files still there (and the directories that leaves empty)."""
     for rel in record["files"]:
+        if store.is_remote(run):
+            if ".." not in rel.split("/"):  # a record is data: never let it point outside
+                with contextlib.suppress(FileNotFoundError):
+                    run.fs.rm_file((run / rel).path)
+            continue
         path = (run / rel).resolve()
         if run not in path.parents:
             continue  # a record is data: never let it point outside its run
@@ -142,7 +137,7 @@ def token(task_ctx, parameters: dict, identity: str) -> str:
     run = run_of(parameters)
     if run is None or task_ctx is None:  # not a run directory's stage: plain caching
         return ""
-    run = run.resolve()
+    run = run if store.is_remote(run) else run.resolve()
     name = getattr(task_ctx.task, "name", "task")
     digest = hashlib.sha256(identity.encode()).hexdigest()[:24]
     record_path = run / RECORDS_DIR / f"{name}-{digest}.json"

@@ -18,7 +18,7 @@ from PIL import Image
 
 from vae_model.results import history, report
 from vae_model.results.tables import cell, markdown_table
-from vae_model.runs import storage
+from vae_model.runs import storage, store
 
 RUN_BUDGET = 1_500_000  # bytes of artifact data per run, all artifacts together
 HISTORY_BUDGET = 200_000
@@ -30,7 +30,7 @@ PREVIEW_WIDTHS = (900, 720, 560, 420, 320)  # px, tried in turn until the report
 def png_preview(path: str | Path, max_width: int, colours: int = 64) -> bytes:
     """The PNG at most ``max_width`` px wide, on white, in a palette of ``colours`` (figures
     are mostly flat colours: a palette PNG is a fraction of the size at the same look)."""
-    with Image.open(path) as image:
+    with store.location(path).open("rb") as file, Image.open(file) as image:
         image.load()
         rgba = image.convert("RGBA")
     flat = Image.new("RGB", rgba.size, "white")
@@ -178,7 +178,7 @@ def build(run: Path, artifacts_root: str, last: int = 20) -> dict:
     """Everything to publish for ``run`` (a complete run directory): the markdown and table
     artifacts' content, and index.html written. Returns {"report", "summary", "table",
     "history", "series", "index"}."""
-    run = Path(run)
+    run = store.location(run) if isinstance(run, str) else run
     metrics = storage.read_json(run / "metrics.json")
     manifest = storage.read_json(run / "manifest.json")
     provenance = history.record_provenance(run, manifest.get("parameters") or {})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 from prefect import task
 from prefect.artifacts import (create_markdown_artifact, create_progress_artifact,
@@ -15,7 +14,7 @@ from tasks.caching import policy
 from vae_model import UserInputError, stages
 from vae_model.model.config import ModelConfig
 from vae_model.results import report
-from vae_model.runs import storage
+from vae_model.runs import storage, store
 
 # No task carries tags: Prefect 3.8.8 asks the server for tag concurrency slots whenever a tagged
 # task starts, and on the default SQLite server that request, racing the other worker's writes,
@@ -82,7 +81,7 @@ def train_model(settings: dict, data_facts: dict, run_dir: str) -> str:
                         p.epochs, p.step, p.steps_per_epoch, p.train_neg_elbo,
                         p.images_per_second)
 
-        directory = stages.train(config, data_facts["data_dir"], Path(run_dir), on_progress)
+        directory = stages.train(config, data_facts["data_dir"], run_dir, on_progress)
     update_progress_artifact(progress_id, 100.0)
     return str(directory)
 
@@ -114,9 +113,9 @@ def render_figures(checkpoint_dirs: list[str], evaluation_paths: list[str], data
                    equivalence_margin: float = 1.0) -> list[str]:
     """The run's figures; per-model image figures for one seed per configuration and estimator
     unless ``all_models``; the equivalence margin as a band in the differences figure."""
-    paths = stages.render_figures(checkpoint_dirs, data_facts["data_dir"], Path(run_dir), seed,
+    paths = stages.render_figures(checkpoint_dirs, data_facts["data_dir"], run_dir, seed,
                                   all_models=all_models, margin=equivalence_margin)
-    get_run_logger().info("%d figures in %s", len(paths), Path(run_dir) / "figures")
+    get_run_logger().info("%d figures in %s", len(paths), store.location(run_dir) / "figures")
     return [str(p) for p in paths]
 
 
@@ -124,8 +123,9 @@ def render_figures(checkpoint_dirs: list[str], evaluation_paths: list[str], data
       cache_policy=policy("results.report", "stages"), persist_result=True)
 def write_report(run_dir: str, checkpoint_dirs: list[str], evaluation_paths: list[str],
                  figure_paths: list[str], parameters: dict, data_facts: dict) -> str:
-    timings = {Path(p).parent.name: storage.read_json(p)["timings"] for p in evaluation_paths}
-    path = report.write_report(Path(run_dir), checkpoint_dirs, parameters, data_facts,
+    timings = {store.location(p).parent.name: storage.read_json(store.location(p))["timings"]
+               for p in evaluation_paths}
+    path = report.write_report(store.location(run_dir), checkpoint_dirs, parameters, data_facts,
                                figure_paths, timings)
     return str(path)
 
@@ -139,7 +139,7 @@ def publish_results(run_dir: str, artifacts_dir: str, report_path: str) -> str:
     Not cached: each flow run publishes its own."""
     from tasks import publish
 
-    run_path = Path(run_dir)
+    run_path = store.location(run_dir)
     latest = report.mark_latest(artifacts_dir, run_path)
     content = publish.build(run_path, artifacts_dir)
     name = run_path.name

@@ -40,6 +40,31 @@ def check_api(timeout: float = 3.0) -> None:
             f"(prefect server start), or {unset} to use a temporary local one")
 
 
+def _loopback(host: str | None) -> bool:
+    import ipaddress
+
+    if not host or host == "localhost":
+        return True
+    with contextlib.suppress(ValueError):
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    return False
+
+
+def check_reachable_by_workers(dask_address: str | None, api: str | None) -> None:
+    """Refuse a Dask scheduler on another machine while the Prefect API is a temporary server
+    or on loopback: its workers could not report their task runs to it."""
+    from urllib.parse import urlsplit
+
+    if not dask_address or _loopback(urlsplit(dask_address).hostname):
+        return
+    if api is None or _loopback(urlsplit(api).hostname):
+        where = f"on loopback ({api})" if api else "a temporary one on this machine"
+        raise UserInputError(
+            f"the Dask cluster at {dask_address} cannot report to a Prefect API {where}: run "
+            "`prefect server start --host 0.0.0.0` on a machine the workers reach and set "
+            "PREFECT_API_URL to its address (and the workers' too)")
+
+
 def _unreachable(url: str, timeout: float) -> str | None:
     """None if the API at ``url`` answers at all (any HTTP status: auth errors are Prefect's
     to report), else the name of the error that reaching it raised."""

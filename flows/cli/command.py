@@ -7,7 +7,6 @@ import functools
 import os
 import sys
 import threading
-from pathlib import Path
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -25,6 +24,7 @@ def pipeline_parameters(args) -> dict:
     from flows.grid import model_grid
     from flows.parameters import check
     from vae_model.model import data
+    from vae_model.runs import store
     from vae_model.runs.directory import ensure_writable, run_dir
 
     names = ("estimators", "seeds", "architectures", "likelihoods", "latent_sizes", "epochs",
@@ -35,7 +35,7 @@ def pipeline_parameters(args) -> dict:
     check(parameters)
     if getattr(args, "run_id", None):
         run_dir(args.artifacts_dir, args.run_id)
-    ensure_writable(Path(args.artifacts_dir).expanduser())
+    ensure_writable(store.location(args.artifacts_dir))
     if args.data_dir:  # the files' presence now; their checksums in the verify-data stage
         data.locate(args.data_dir, download=False)
     return parameters
@@ -146,6 +146,8 @@ def before_flow(args, cleanup: contextlib.ExitStack):
         lock.check_free(run_dir(args.artifacts_dir, args.run_id))
     api.check_api()
     server, (url, _) = None, api.api_url()
+    if args.verb == "sweep":
+        api.check_reachable_by_workers(args.dask_address, url)
     if url is None:
         from flows.cli import temporary_server
         server = cleanup.enter_context(temporary_server.serving())  # restarted if it dies
@@ -157,7 +159,14 @@ def before_flow(args, cleanup: contextlib.ExitStack):
 
 def registry_verb(args) -> int:
     from flows.cli import console
-    from vae_model.runs import registry
+    from vae_model import UserInputError
+    from vae_model.runs import registry, store
+
+    try:
+        store.check(store.location(args.artifacts_dir))
+    except UserInputError as err:
+        print(f"vae-pipeline: error: {err}", file=sys.stderr)
+        return 2
 
     if args.verb == "prune" and args.keep < 0:
         print(f"vae-pipeline: error: --keep must be >= 0, got {args.keep}", file=sys.stderr)

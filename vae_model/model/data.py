@@ -1,6 +1,7 @@
 """Fashion-MNIST from its four canonical IDX files, each verified before use.
 
-Sources, first hit wins: an explicit directory (``--data-dir`` / ``FASHION_MNIST_DIR``), the Keras
+Sources, first hit wins: an explicit directory or object-store URL (``--data-dir`` /
+``FASHION_MNIST_DIR``; a store's files are copied into a private cache first), the Keras
 cache, Debian's ``dataset-fashion-mnist`` package, else a download of the canonical files into the
 Keras cache. A source that is present but holds a wrong file is an error, never skipped: silently
 falling back would hide a corrupt cache.
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from vae_model import UserInputError
-from vae_model.runs import storage
+from vae_model.runs import storage, store
 
 CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
@@ -67,7 +68,7 @@ class Dataset:
     train_labels: np.ndarray
     test_images: np.ndarray
     test_labels: np.ndarray
-    source: Path
+    source: Path | str  # the directory, or the store URL the files were copied from
     sha256: dict
 
 
@@ -80,8 +81,10 @@ def load(data_dir: str | os.PathLike | None = None, spec: dict | None = None,
          download: bool = True) -> Dataset:
     """Find, verify and read the four files (see the module docstring for the search order)."""
     spec = spec or CANONICAL
-    source = locate(data_dir, spec, download)
-    files = tuple((key, fs, _file_in(source, fs)) for key, fs in spec.items())
+    directory = locate(data_dir, spec, download)
+    explicit = data_dir or os.environ.get("FASHION_MNIST_DIR")
+    source = explicit.rstrip("/") if store.is_url(str(explicit or "")) else directory
+    files = tuple((key, fs, _file_in(directory, fs)) for key, fs in spec.items())
     # Several stages of one run load the same files in one process: verify them once, and
     # again whenever a file's size or modification time says it may have changed.
     stamps = tuple((path.stat().st_size, path.stat().st_mtime_ns) for _, _, path in files)
@@ -89,16 +92,64 @@ def load(data_dir: str | os.PathLike | None = None, spec: dict | None = None,
 
 
 @functools.lru_cache(maxsize=2)
-def _read_verified(source: Path, files: tuple, stamps: tuple) -> Dataset:
+def _read_verified(source: Path | str, files: tuple, stamps: tuple) -> Dataset:
     del stamps  # part of the cache key only
     arrays = {key: read_idx(path, fs) for key, fs, path in files}
     return Dataset(**{k: a for k, (a, _) in arrays.items()}, source=source,
                    sha256={fs.filename: arrays[key][1] for key, fs, _ in files})
 
 
+def cache_home() -> Path:
+    """This machine's cache of data copied from an object store."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "vae-pipeline"
+
+
+def copy_from_store(url: str, spec: dict | None = None, fetch: bool = True) -> Path:
+    """A local copy of the four files under the store ``url``, in :func:`cache_home`: each
+    downloaded when missing or when the store's object changed, then verified by SHA-256 as
+    any local file (a wrong object is an error, not silently re-fetched). ``fetch=False``
+    only checks that the store has them."""
+    spec = spec or CANONICAL
+    remote = store.location(url)
+    store.check(remote)
+    local = cache_home() / "data" / hashlib.sha256(url.rstrip("/").encode()).hexdigest()[:16]
+    local.mkdir(parents=True, exist_ok=True)
+    for fs in spec.values():
+        for name in (f"{fs.filename}.gz", fs.filename):
+            stamp = store.fingerprint(remote / name)
+            if stamp is None:
+                continue
+            target, record = local / name, local / f".{name}.etag"
+            if fetch and not (target.is_file() and record.is_file()
+                    and record.read_text() == str(stamp)):
+                _download(remote / name, target)
+                storage.write_text(record, str(stamp))
+            break
+        else:
+            raise UserInputError(f"{url}: {fs.filename}(.gz) is missing: upload the four "
+                                 "Fashion-MNIST files there, or pass another --data-dir")
+    return local
+
+
+def _download(remote, target: Path) -> None:
+    """Download ``remote`` to ``target`` through a temporary name (never a partial file)."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    os.close(fd)
+    try:
+        remote.fs.get_file(remote.path, tmp)
+        os.chmod(tmp, storage.FILE_MODE)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def locate(data_dir=None, spec: dict | None = None, download: bool = True) -> Path:
     spec = spec or CANONICAL
     explicit = data_dir or os.environ.get("FASHION_MNIST_DIR")
+    if explicit and store.is_url(str(explicit)):  # without download: only check they are there
+        return copy_from_store(str(explicit), spec, fetch=download)
     if explicit:
         path = Path(explicit).expanduser()
         _require_all(path, spec)

@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from vae_model.results import facets, tables
-from vae_model.runs import provenance, registry, storage
+from vae_model.runs import provenance, registry, storage, store
 from vae_model.runs.provenance import code_version
 
 # parameters that say where a run reads and writes, or how much it draws: not what it computes
@@ -49,14 +49,14 @@ def record_provenance(run: str | os.PathLike, parameters: dict) -> dict:
     evaluation.json), so that rerunning only the report with newer code does not credit it
     with the numbers; this process's code where they do not say."""
     value = {"configuration": configuration_hash(parameters), "code": numbers_code(run)}
-    storage.write_json(Path(run) / PROVENANCE_FILE, value)
+    storage.write_json(store.location(run) / PROVENANCE_FILE, value)
     return value
 
 
 def numbers_code(run: str | os.PathLike) -> str:
     """One code version if every model was trained and evaluated by it, else "trained A;
     evaluated B" (each a sorted list)."""
-    models = Path(run) / "models"
+    models = store.location(run) / "models"
     trained = {_read(p).get("code") for p in models.glob("*/state.json")} - {None}
     evaluated = {_read(p).get("code") for p in models.glob("*/evaluation.json")} - {None}
     codes = trained | evaluated
@@ -79,7 +79,7 @@ def runs(artifacts_root: str | os.PathLike, complete: str | None = None) -> list
     its lock says (the run publishing itself: its manifest is written, its flow still runs)."""
     entries = []
     for entry in registry.list_runs(artifacts_root):
-        path = Path(entry["path"])
+        path = store.location(entry["path"])
         manifest = _read(path / "manifest.json")
         provenance = _read(path / PROVENANCE_FILE)
         parameters = manifest.get("parameters") or {}
@@ -235,13 +235,13 @@ def trend_figure(chosen: list[dict], dpi: int = 100) -> bytes:
 def write_index(artifacts_root: str | os.PathLike, entries: list[dict]) -> Path:
     """``<root>/index.html``: every run, newest first, with its status, configuration, headline
     numbers and a link to its report.html (where it has one)."""
-    root = Path(artifacts_root).expanduser().resolve()
+    root = store.location(artifacts_root)
     esc = html.escape
     rows = []
     for entry in reversed(entries):
-        report = Path(entry["path"]) / "report.html"
+        report = store.location(entry["path"]) / "report.html"
         name = esc(entry["id"]) + (" <b>(latest)</b>" if entry.get("latest") else "")
-        link = (f"<a href='{esc(report.relative_to(root).as_posix())}'>{name}</a>"
+        link = (f"<a href='{esc(store.relative(report, root))}'>{name}</a>"
                 if report.is_file() else name)
         status = esc(entry["status"]) + (f": {esc(str(entry['error']))}"
                                          if entry.get("error") else "")

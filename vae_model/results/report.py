@@ -28,7 +28,7 @@ from vae_model.model.config import ModelConfig
 from vae_model.results import facets
 from vae_model.results.tables import (markdown_table, model_records, summary_tables,
                                      verdict_sentences)
-from vae_model.runs import provenance, registry, storage
+from vae_model.runs import provenance, registry, storage, store
 from vae_model.runs.directory import EVALUATION_FILE, PER_IMAGE_FILE
 
 __all__ = ["collect_metrics", "comparison_table", "summary_tables", "write_report", "caption",
@@ -74,7 +74,7 @@ def collect_metrics(checkpoint_dirs: list[str], margin: float = DEFAULT_MARGIN,
     estimator comparison per configuration (:func:`vae_model.evaluation.statistics.compare`,
     with each seed's per-image standard error where per_image.csv exists)."""
     models, per_image = {}, {}
-    for directory in map(Path, checkpoint_dirs):
+    for directory in map(store.location, checkpoint_dirs):
         state = storage.read_json(directory / "state.json")
         config = ModelConfig.from_dict(state["config"])
         evaluation = storage.read_json(directory / EVALUATION_FILE)
@@ -90,9 +90,11 @@ def collect_metrics(checkpoint_dirs: list[str], margin: float = DEFAULT_MARGIN,
             "images_per_second": _mean([h["images_per_second"] for h in history[1:]] or
                                        [h["images_per_second"] for h in history]),
             "checkpoint": str(directory),
+            "machines": state.get("machines", []),  # the hosts that trained it
         }
         if (directory / PER_IMAGE_FILE).exists():
-            per_image[config.name] = pd.read_csv(directory / PER_IMAGE_FILE)
+            with (directory / PER_IMAGE_FILE).open("rb") as table:
+                per_image[config.name] = pd.read_csv(table)
     comparison = statistics.compare(models, per_image or None, margin, add_seeds)
     return {"units": "nats per image", "models": models, "comparison": comparison}
 
@@ -139,7 +141,7 @@ def package_versions() -> dict:
 def write_report(run: Path, checkpoint_dirs: list[str], parameters: dict, data_facts: dict,
                  figure_paths: list[str], timings: dict) -> Path:
     """Write every summary file of the run; manifest.json last. Returns report.md's path."""
-    run = Path(run)
+    run = store.location(run) if isinstance(run, str) else run
     metrics = collect_metrics(checkpoint_dirs,
                               parameters.get("equivalence_margin", DEFAULT_MARGIN),
                               decision.add_seeds_command(run.name, parameters))
@@ -147,13 +149,15 @@ def write_report(run: Path, checkpoint_dirs: list[str], parameters: dict, data_f
     storage.write_json(run / "metrics.json", metrics)
     storage.write_text(run / "comparison.csv", comparison_table(metrics).to_csv(index=False))
     # a report never names a figure that is not there (deleted since it was drawn)
-    figures = sorted((Path(p) for p in figure_paths if Path(p).is_file()), key=figure_order)
+    figures = sorted((f for f in map(store.location, figure_paths) if f.is_file()),
+                     key=figure_order)
     processor = provenance.processor()
     blocks = _blocks(run, metrics, parameters, data_facts, figures, processor)
     storage.write_text(run / "report.md", _markdown(blocks))
     storage.write_text(run / "report.html", _html(run.name, blocks))
     listed = [*figures, "metrics.json", "comparison.csv", "report.md", "report.html",
-              *(Path(d) / name for d in checkpoint_dirs for name in ("state.json", EVALUATION_FILE))]
+              *(store.location(d) / name for d in checkpoint_dirs
+                for name in ("state.json", EVALUATION_FILE))]
     missing = registry.missing_files(run, listed)
     if missing:
         raise UserInputError(f"run {run.name} is not whole ({len(missing)} file(s) missing, "
@@ -171,13 +175,7 @@ def write_report(run: Path, checkpoint_dirs: list[str], parameters: dict, data_f
 
 def mark_latest(artifacts_root: str | os.PathLike, run: Path) -> Path:
     """Point ``<root>/latest`` at this complete run (replaced atomically)."""
-    link = Path(artifacts_root).expanduser().resolve() / "latest"
-    tmp = link.with_name(f".latest.{os.getpid()}")
-    if tmp.is_symlink():
-        tmp.unlink()
-    tmp.symlink_to(Path(run).resolve().relative_to(link.parent))
-    os.replace(tmp, link)
-    return link
+    return registry.point_latest(store.location(artifacts_root), run)
 
 
 def figure_kind(path: Path) -> tuple[int, str, str, int]:
@@ -237,11 +235,19 @@ def _blocks(run: Path, metrics: dict, parameters: dict, data_facts: dict, figure
                                       "decompressed files:"),
                ("list", [f"{n}: {d}" for n, d in data_facts.get("sha256", {}).items()]),
                ("h2", "Machine"), ("p", f"{provenance.describe(processor)}; "
-                                        f"{platform.platform()}. {MACHINE_NOTE}"),
-               ("h2", "Figures")]
+                                        f"{platform.platform()}. {MACHINE_NOTE}")]
+    trained_on = {name: [f"{m.get('host', '?')}: {provenance.describe(m.get('processor'))}"
+                         for m in model.get("machines") or []]
+                  for name, model in metrics["models"].items()}
+    if len({line for lines in trained_on.values() for line in lines}) > 1:
+        blocks += [("p", "The models were trained on more than one machine (the last one "
+                         "last where a model was resumed elsewhere):"),
+                   ("list", [f"{name}: {'; '.join(lines) or 'not recorded'}"
+                             for name, lines in trained_on.items()])]
+    blocks.append(("h2", "Figures"))
     seeds = facets.representative_seeds_phrase(records) if records else IMAGE_SEEDS
     for path in figures:
-        blocks.append(("figure", (path.relative_to(run).as_posix(), caption(path, seeds))))
+        blocks.append(("figure", (store.relative(path, run), caption(path, seeds))))
     return blocks
 
 

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from vae_model import UserInputError
-from vae_model.runs import storage
+from vae_model.runs import storage, store
 
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 EVALUATION_FILE = "evaluation.json"
@@ -28,10 +28,13 @@ def check_run_id(run_id: str) -> str:
     return run_id
 
 
-def run_dir(artifacts_root: str | os.PathLike, run_id: str) -> Path:
-    """``<root>/runs/<run_id>``, refusing ids that could escape the artifacts root."""
+def run_dir(artifacts_root: str | os.PathLike, run_id: str):
+    """``<root>/runs/<run_id>`` (a local ``Path``, or a ``UPath`` in an object store), refusing
+    ids that could escape the artifacts root."""
     check_run_id(run_id)
-    root = Path(artifacts_root).expanduser().resolve()
+    root = store.location(artifacts_root)
+    if store.is_remote(root):
+        return root / "runs" / run_id  # the id's pattern already keeps it below the root
     path = (root / "runs" / run_id).resolve()
     if root not in path.parents:
         raise UserInputError(f"run id {run_id!r} resolves outside {root}: pick another")
@@ -55,6 +58,17 @@ def load_manifest(run: Path) -> dict:
 
 def ensure_writable(directory: Path) -> Path:
     """Fail now, with the fix, rather than after training when the first file is written."""
+    if store.is_remote(directory):
+        store.check(directory)
+        probe = directory / ".write-check"
+        try:
+            storage.write_text(probe, "ok\n")
+            probe.fs.rm_file(probe.path)
+        except PermissionError:
+            raise UserInputError(f"the object store refuses writes to {directory}: use "
+                                 "credentials that may write there, or another --artifacts-dir"
+                                 ) from None
+        return directory
     try:
         directory.mkdir(parents=True, exist_ok=True)
         storage.write_text(directory / ".write-check", "ok\n").unlink()

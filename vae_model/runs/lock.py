@@ -1,4 +1,5 @@
-"""One writer per run directory: an OS file lock on ``<run>/.lock``.
+"""One writer per run directory: an OS file lock on ``<run>/.lock`` (in an object store, a
+lease on that object instead: :mod:`vae_model.runs.lease`).
 
 ``flock`` is held by the open file, so the kernel releases it when the holding process exits,
 however it exits (SIGKILL included): a lock left by a dead process never blocks anyone. While
@@ -20,6 +21,7 @@ import sys
 from pathlib import Path
 
 from vae_model import UserInputError
+from vae_model.runs import lease, store
 
 LOCK_FILE = ".lock"
 
@@ -67,6 +69,9 @@ def _open_locked(run: Path) -> int | None:
 def holder(run: str | os.PathLike) -> dict | None:
     """Who holds the lock of ``run`` ({pid, host, since, command}), or None if nobody does.
     Never creates the run directory."""
+    run = store.location(run) if isinstance(run, str) else run
+    if store.is_remote(run):
+        return lease.holder(run)
     run = Path(run)
     if not (run / LOCK_FILE).exists():
         return None
@@ -82,13 +87,29 @@ def check_free(run: str | os.PathLike) -> None:
     any work; :func:`hold` is what guarantees it)."""
     who = holder(run)
     if who is not None:
-        raise RunLocked(_describe(Path(run), who))
+        raise RunLocked(_describe(store.location(run) if isinstance(run, str) else run, who))
+
+
+def _holder_info(command: str | None) -> dict:
+    return {"pid": os.getpid(), "host": socket.gethostname(),
+            "since": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "command": command or " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])}
+
+
+def _refuse(run, who: dict):
+    raise RunLocked(_describe(run, who))
 
 
 @contextlib.contextmanager
 def hold(run: str | os.PathLike, command: str | None = None):
     """Hold ``run``'s lock for the ``with`` block, creating the directory; raise
     :class:`RunLocked` at once (no waiting) if another process holds it."""
+    run = store.location(run) if isinstance(run, str) else run
+    if store.is_remote(run):
+        with lease.held(run, _holder_info(command),
+                        lambda who: _refuse(run, who)) as info:
+            yield info
+        return
     run = Path(run)
     try:
         run.mkdir(parents=True, exist_ok=True)
@@ -99,9 +120,7 @@ def hold(run: str | os.PathLike, command: str | None = None):
     if fd is None:
         raise RunLocked(_describe(run, _read_holder(run / LOCK_FILE)))
     try:
-        info = {"pid": os.getpid(), "host": socket.gethostname(),
-                "since": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                "command": command or " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])}
+        info = _holder_info(command)
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
         yield info

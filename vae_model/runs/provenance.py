@@ -7,9 +7,11 @@ machines and +0.95 on an AVX2 one, with the same code, data and seeds)."""
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import os
 import platform
+import socket
 import subprocess
 from pathlib import Path
 
@@ -37,6 +39,12 @@ def processor(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> dict:
     flags = set((fields.get("flags") or fields.get("Features") or "").split())
     info["instructions"] = [name for name in VECTOR_EXTENSIONS if name in flags]
     return info
+
+
+@functools.cache
+def machine() -> dict:
+    """This host's name and :func:`processor`: which machine trained or scored a model."""
+    return {"host": socket.gethostname(), "processor": processor()}
 
 
 def describe(info: dict | None) -> str:

@@ -10,7 +10,7 @@ import os
 import shutil
 from pathlib import Path
 
-from vae_model.runs import lock, storage
+from vae_model.runs import lock, storage, store
 
 HEADLINE_METRICS = ("neg_elbo", "iwae_nll")
 
@@ -18,8 +18,9 @@ HEADLINE_METRICS = ("neg_elbo", "iwae_nll")
 def missing_files(run: str | os.PathLike, paths) -> list[str]:
     """Those of ``paths`` (absolute, or relative to ``run``) that are not regular files, in the
     order given: a report or manifest must not name a file that is not there."""
-    run = Path(run)
-    return [str(p) for p in paths if not (run / p).is_file()]
+    run = store.location(run) if isinstance(run, str) else run
+    return [str(p) for p in paths
+            if not (store.location(str(p)) if store.is_url(str(p)) else run / p).is_file()]
 
 
 def _read(path: Path):
@@ -62,11 +63,16 @@ def headline(metrics: dict | None) -> dict:
 
 
 def _iso_mtime(path: Path) -> str:
-    return dt.datetime.fromtimestamp(path.stat().st_mtime, dt.timezone.utc).isoformat(
-        timespec="seconds")
+    try:
+        stamp = path.stat().st_mtime
+    except (OSError, ValueError):  # a store's "directory" is a prefix, with no time of its own
+        return None
+    return dt.datetime.fromtimestamp(stamp, dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def _size(path: Path) -> int:
+    if store.is_remote(path):
+        return int(path.fs.du(path.path)) if path.fs.exists(path.path) else 0
     total = 0
     for root, _, files in os.walk(path):
         for name in files:
@@ -85,14 +91,14 @@ def list_runs(artifacts_root: str | os.PathLike) -> list[dict]:
     ``stage`` and ``error`` (failed runs), ``headline`` (see :func:`headline`), ``models``
     (count), ``locked`` (holder dict or None), ``latest`` (``<root>/latest`` points here),
     ``bytes`` (size on disk)."""
-    root = Path(artifacts_root).expanduser().resolve()
+    root = store.location(artifacts_root)
     runs_dir = root / "runs"
     if not runs_dir.is_dir():
         return []
-    latest_link = root / "latest"
-    latest = latest_link.resolve() if latest_link.is_symlink() else None
+    latest = latest_run(root)
     runs = []
-    for path in sorted(p for p in runs_dir.iterdir() if p.is_dir() and not p.is_symlink()):
+    for path in sorted((p for p in runs_dir.iterdir() if p.is_dir() and not p.is_symlink()),
+                       key=str):
         manifest = _read(path / "manifest.json") or {}
         metrics = _read(path / "metrics.json")
         holder = lock.holder(path)
@@ -103,13 +109,13 @@ def list_runs(artifacts_root: str | os.PathLike) -> list[dict]:
         runs.append({
             "id": path.name, "path": str(path), "status": status,
             "started_at": started, "finished_at": finished,
-            "date": finished or started or _iso_mtime(path),
+            "date": finished or started or _iso_mtime(path) or "",
             "stage": manifest.get("stage"), "error": manifest.get("error"),
             "headline": headline(metrics),
             # the first estimator pair's comparison (decision, intervals), for the history
             "pair": (((metrics or {}).get("comparison") or {}).get("paired") or [None])[0],
             "models": len((metrics or {}).get("models") or manifest.get("models") or {}),
-            "locked": holder, "latest": path == latest, "bytes": _size(path),
+            "locked": holder, "latest": str(path) == str(latest), "bytes": _size(path),
         })
     return sorted(runs, key=lambda r: (_as_utc(r["date"]), r["id"]))
 
@@ -137,12 +143,50 @@ def prune(artifacts_root: str | os.PathLike, keep: int, dry_run: bool = False) -
             continue
         if not dry_run:
             try:
-                with lock.hold(run["path"], command="vae-pipeline prune"):
-                    shutil.rmtree(run["path"])
+                with lock.hold(store.location(run["path"]), command="vae-pipeline prune"):
+                    _remove_contents(store.location(run["path"]))
             except lock.RunLocked:
                 continue  # a writer started since the listing: keep it
         removed.append(run)
     return removed
+
+
+def _remove_contents(run) -> None:
+    """Delete a run while holding its lock (whose file goes with the directory on a disk; a
+    lease object is deleted when released)."""
+    if store.is_remote(run):
+        for rel in store.files(run):
+            run.fs.rm_file((run / rel).path)
+        for hidden in (".stages",):
+            store.remove_tree(run / hidden)
+    else:
+        shutil.rmtree(run)
+
+
+def latest_run(root):
+    """The run ``<root>/latest`` points at, or None: a symlink on a disk, an object holding
+    ``runs/<id>`` in a store (which has no links)."""
+    link = root / "latest"
+    if not store.is_remote(root):
+        return link.resolve() if link.is_symlink() else None
+    try:
+        target = link.read_text(encoding="utf-8").strip()
+    except (OSError, FileNotFoundError):
+        return None
+    return root / target if target.startswith("runs/") else None
+
+
+def point_latest(root, run) -> object:
+    """Point ``<root>/latest`` at ``run`` (replaced atomically); returns the pointer."""
+    link = root / "latest"
+    if store.is_remote(root):
+        return storage.write_text(link, f"runs/{run.name}\n")
+    tmp = link.with_name(f".latest.{os.getpid()}")
+    if tmp.is_symlink():
+        tmp.unlink()
+    tmp.symlink_to(Path("runs") / run.name)
+    os.replace(tmp, link)
+    return link
 
 
 def one_line(err: BaseException) -> str:
@@ -162,7 +206,7 @@ def record_failure(run: str | os.PathLike, stage: str, error: str, parameters: d
     earlier complete manifest said (its models and data let the run be finished later); a later
     complete run of the same id replaces it. ``latest`` moves off this run: it only ever
     points at a complete one."""
-    run = Path(run)
+    run = store.location(run) if isinstance(run, str) else run
     previous = _read(run / "manifest.json")
     manifest = dict(previous) if isinstance(previous, dict) else {}
     was_complete = "models" in manifest  # complete once: keep what finishing it needs
@@ -178,16 +222,12 @@ def record_failure(run: str | os.PathLike, stage: str, error: str, parameters: d
 
 
 def _move_latest_off(run: Path) -> None:
-    root = run.resolve().parent.parent
-    link = root / "latest"
-    if not link.is_symlink() or link.resolve() != run.resolve():
+    run = run if store.is_remote(run) else run.resolve()
+    root = run.parent.parent
+    if str(latest_run(root)) != str(run):
         return
     complete = [r for r in list_runs(root) if r["status"] == "complete" and r["id"] != run.name]
     if not complete:
-        link.unlink()
+        (root / "latest").unlink()
         return
-    tmp = link.with_name(f".latest.{os.getpid()}")
-    if tmp.is_symlink():
-        tmp.unlink()
-    tmp.symlink_to(Path("runs") / complete[-1]["id"])
-    os.replace(tmp, link)
+    point_latest(root, root / "runs" / complete[-1]["id"])

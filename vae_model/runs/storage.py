@@ -1,4 +1,5 @@
-"""Atomic writes: a reader sees the old file or the new one, never half of one. Files get the
+"""Atomic writes: a reader sees the old file or the new one, never half of one (on a disk or
+in an object store, see :mod:`vae_model.runs.store`). Files get the
 mode any other program would give them under the process's umask (0644 under the usual 022),
 not mkstemp's private 0600, so a colleague or a web server can read a report."""
 
@@ -31,6 +32,11 @@ FILE_MODE = 0o666 & ~UMASK  # what open(path, "w") would create
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path``: on a disk through a temporary file renamed over it; in an
+    object store (a ``UPath``) as one PUT, which is atomic there."""
+    if not isinstance(path, (str, Path)) and hasattr(path, "fs"):
+        path.fs.pipe_file(path.path, data)
+        return path
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -57,4 +63,5 @@ def write_json(path: str | os.PathLike, value) -> Path:
 
 
 def read_json(path: str | os.PathLike):
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    path = path if hasattr(path, "read_text") else Path(path)
+    return json.loads(path.read_text(encoding="utf-8"))

@@ -149,8 +149,10 @@ def fit(config: ModelConfig, train_images: np.ndarray, test_images: np.ndarray,
     result = TrainResult(trainer.model, state["history"], state["train_seconds"], state["epoch"])
     steps_per_chunk = _chunk_steps(config, len(train_images), steps_per_chunk)
     run_steps = trainer.chunk_runner(steps_per_chunk)
-    from vae_model.runs.provenance import code_version  # (pandas: only once training is under way)
+    from vae_model.runs.provenance import code_version, machine  # (once training is under way)
     code = code_version()
+    # every machine that trained an epoch of this model (a resumed model may have had several)
+    machines = [m for m in state.get("machines", []) if m != machine()] + [machine()]
     for epoch in range(state["epoch"] + 1, config.epochs + 1):
         order, seeds = epoch_plan(len(train_images), config.batch_size, config.seed, epoch)
         started, losses = time.perf_counter(), []
@@ -175,7 +177,8 @@ def fit(config: ModelConfig, train_images: np.ndarray, test_images: np.ndarray,
                                "heldout_reconstruction": heldout["reconstruction"],
                                "train_seconds": train_seconds,
                                "images_per_second": order.size / train_seconds})
-        save(trainer, checkpoint_dir, epoch, result.history, result.train_seconds, code)
+        save(trainer, checkpoint_dir, epoch, result.history, result.train_seconds, code,
+             machines)
         if on_epoch:
             on_epoch(result.history[-1])
     return result
@@ -190,9 +193,10 @@ def _check_finite(losses: np.ndarray, epoch: int, first_step: int, checkpoint_di
 
 
 def save(trainer: Trainer, checkpoint_dir: Path, epoch: int, history: list, seconds: float,
-         code: str | None = None):
+         code: str | None = None, machines: list | None = None):
     """Write the epoch's checkpoint beside the previous one, then commit it by replacing
-    state.json (with ``code``, the version that trained it); only then are older checkpoints
+    state.json (with ``code``, the version that trained it, and ``machines``, the hosts and
+    processors that trained it, the last one last); only then are older checkpoints
     removed (including any left by a kill between a commit and its clean-up)."""
     name = f"epoch-{epoch:04d}"
     final, staging = checkpoint_dir / name, checkpoint_dir / f".{name}.tmp"
@@ -202,7 +206,7 @@ def save(trainer: Trainer, checkpoint_dir: Path, epoch: int, history: list, seco
     os.replace(staging, final)
     storage.write_json(checkpoint_dir / STATE_FILE, {
         "config": trainer.config.to_dict(), "epoch": epoch, "checkpoint": f"{name}/ckpt",
-        "history": history, "train_seconds": seconds, "code": code})
+        "history": history, "train_seconds": seconds, "code": code, "machines": machines or []})
     for older in checkpoint_dir.glob("epoch-*"):
         if older.name != name:
             shutil.rmtree(older, ignore_errors=True)
