@@ -108,4 +108,8 @@ def results_beside(task, artifacts_dir: str):
         return task
     from prefect.filesystems import RemoteFileSystem
 
-    return task.with_options(result_storage=RemoteFileSystem(basepath=f"{root}/.prefect-results"))
+    # Prefect wants the block saved on the server; it names a place, no credentials
+    block = RemoteFileSystem(basepath=f"{root}/.prefect-results")
+    block.save(f"vae-results-{hashlib.sha256(str(root).encode()).hexdigest()[:16]}",
+               overwrite=True)
+    return task.with_options(result_storage=block)

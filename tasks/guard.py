@@ -17,7 +17,7 @@ from pathlib import Path
 from prefect import Task
 from prefect.exceptions import TerminationSignal
 
-from vae_model.runs import lock, registry, stopping
+from vae_model.runs import lock, registry, stopping, store
 
 STAGE_ATTRIBUTE = "_vae_stage"
 # The runs this process is writing (path -> parameters and start, for their manifest) and those
@@ -67,7 +67,7 @@ def writing(run_path: str | Path, parameters: dict | None = None):
     _install_failure_hook()
     stopping.reset()
     started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    run_path = Path(run_path)
+    run_path = store.location(run_path) if isinstance(run_path, str) else run_path
     with lock.hold(run_path):
         with _registry_lock:
             _writing[run_path] = (parameters, started)

@@ -16,7 +16,7 @@ import importlib.metadata
 import math
 import os
 import platform
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
@@ -181,7 +181,7 @@ def mark_latest(artifacts_root: str | os.PathLike, run: Path) -> Path:
 def figure_kind(path: Path) -> tuple[int, str, str, int]:
     """(position in CAPTIONS, kind, model, page) for ``<kind>.png``, ``<kind>-page<n>.png`` or
     ``<kind>-<model>.png``; an unknown figure gets (len(CAPTIONS), stem, "", 1)."""
-    stem = Path(path).stem
+    stem = PurePosixPath(str(path)).stem
     for i, kind in sorted(enumerate(CAPTIONS), key=lambda item: -len(item[1])):
         if stem == kind:
             return i, kind, "", 1

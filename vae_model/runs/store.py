@@ -31,6 +31,8 @@ def is_url(value: str | os.PathLike) -> bool:
 def location(value: str | os.PathLike):
     """A local ``Path`` (absolute) or, for a store URL, a ``UPath`` that always asks the store
     (no listing cache: other machines write the same prefix)."""
+    if not isinstance(value, (str, Path)) and hasattr(value, "protocol"):
+        return value  # already a UPath
     if not isinstance(value, (str, os.PathLike)):
         raise TypeError(f"not a path or URL: {value!r}")
     if is_url(value):
@@ -40,8 +42,6 @@ def location(value: str | os.PathLike):
         if path.protocol in LOCAL_PROTOCOLS:
             return Path(path.path).expanduser().resolve()
         return UPath(value.rstrip("/"), use_listings_cache=False)
-    if not isinstance(value, Path) and hasattr(value, "protocol"):
-        return value  # already a UPath
     return Path(value).expanduser().resolve()
 
 
