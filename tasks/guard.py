@@ -24,6 +24,7 @@ STAGE_ATTRIBUTE = "_vae_stage"
 # whose flow got through its work: for ``abandon``, called from another thread.
 _writing: dict[Path, tuple[dict | None, str]] = {}
 _written: list[Path] = []
+_flags: dict = {}  # run path -> its stop flag on the flow's Dask cluster (None: not on Dask)
 _registry_lock = threading.Lock()
 
 
@@ -56,6 +57,55 @@ def failed_stage(err: BaseException) -> str:
     return "flow"
 
 
+def _stop_flag(run_path):
+    """The run's stop flag on the Dask cluster the flow's tasks run on (a ``distributed.Event``
+    named after the run), or None where they do not run on Dask."""
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    runner = getattr(context, "task_runner", None) if context else None
+    if type(runner).__name__ != "DaskTaskRunner":
+        return None
+    with contextlib.suppress(Exception):  # not started, or the scheduler is gone
+        from distributed import Event
+
+        return Event(stop_flag_name(run_path), client=runner.client)
+    return None
+
+
+def stop_flag_name(run_path) -> str:
+    import hashlib
+
+    return "vae-stop-" + hashlib.sha256(str(run_path).encode()).hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def heeding_stop(run_path):
+    """For a stage running on a Dask worker: stop at its next unit of work when the flow that
+    wrote ``run_path`` was interrupted on its own machine."""
+    try:
+        from distributed import Event, get_worker
+
+        get_worker()
+    except (ImportError, ValueError):  # not on a Dask worker: the local request reaches it
+        yield
+        return
+    flag = Event(stop_flag_name(run_path))
+    with stopping.watching(flag.is_set):
+        yield
+
+
+def _tell_cluster(run_path, stop: bool) -> None:
+    """Raise (or, at the start of a run, lower) the run's flag on its Dask cluster, if any."""
+    with _registry_lock:
+        if run_path not in _flags:
+            _flags[run_path] = _stop_flag(run_path)
+        flag = _flags[run_path]
+    if flag is not None:
+        with contextlib.suppress(Exception):  # a scheduler that is gone has no stages to stop
+            flag.set() if stop else flag.clear()
+
+
 @contextlib.contextmanager
 def writing(run_path: str | Path, parameters: dict | None = None):
     """Hold ``run_path``'s lock for the block (raises :class:`vae_model.runs.lock.RunLocked` at once
@@ -70,6 +120,9 @@ def writing(run_path: str | Path, parameters: dict | None = None):
     run_path = store.location(run_path) if isinstance(run_path, str) else run_path
     with lock.hold(run_path):
         with _registry_lock:
+            _flags.pop(run_path, None)  # this flow run's cluster, not an earlier one's
+        _tell_cluster(run_path, stop=False)  # an earlier interrupted run's flag
+        with _registry_lock:
             _writing[run_path] = (parameters, started)
         try:
             yield run_path
@@ -78,6 +131,7 @@ def writing(run_path: str | Path, parameters: dict | None = None):
         except BaseException as err:
             if not isinstance(err, Exception):
                 stopping.request()
+                _tell_cluster(run_path, stop=True)
             error = ("interrupted" if isinstance(err, KeyboardInterrupt)
                      else "terminated (SIGTERM)" if isinstance(err, TerminationSignal)
                      else registry.one_line(err))
@@ -98,6 +152,7 @@ def abandon(error: str) -> tuple[list[Path], list[Path]]:
     with _registry_lock:
         writing, written = dict(_writing), list(_written)
     for run_path, (parameters, started) in writing.items():
+        _tell_cluster(run_path, stop=True)
         with contextlib.suppress(OSError):
             registry.record_failure(run_path, "flow", error, parameters, started)
     return list(writing), written

@@ -10,6 +10,7 @@ from prefect.artifacts import (create_markdown_artifact, create_progress_artifac
 from prefect.logging import get_run_logger
 from prefect.runtime import task_run
 
+from tasks import guard
 from tasks.caching import policy
 from vae_model import UserInputError, stages
 from vae_model.model.config import ModelConfig
@@ -81,7 +82,8 @@ def train_model(settings: dict, data_facts: dict, run_dir: str) -> str:
                         p.epochs, p.step, p.steps_per_epoch, p.train_neg_elbo,
                         p.images_per_second)
 
-        directory = stages.train(config, data_facts["data_dir"], run_dir, on_progress)
+        with guard.heeding_stop(store.location(run_dir)):
+            directory = stages.train(config, data_facts["data_dir"], run_dir, on_progress)
     update_progress_artifact(progress_id, 100.0)
     return str(directory)
 
@@ -93,7 +95,8 @@ def evaluate_model(model_name: str, checkpoint_dir: str, data_facts: dict, iwae_
                    gradient_draws: int) -> str:
     """Score one trained model on the test set (its draws seeded by the model's own seed, so
     the two estimators' models of one seed see the same random numbers)."""
-    path = stages.evaluate(checkpoint_dir, data_facts["data_dir"], iwae_k, gradient_draws)
+    with guard.heeding_stop(store.location(checkpoint_dir).parent.parent):
+        path = stages.evaluate(checkpoint_dir, data_facts["data_dir"], iwae_k, gradient_draws)
     heldout = storage.read_json(path)["heldout"]
     reference = (f", reference NLL {heldout['reference_nll']:.2f} "
                  f"(± {heldout['reference_nll_error']:.3f} numerical)"

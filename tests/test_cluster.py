@@ -9,6 +9,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -218,3 +219,25 @@ def test_a_worker_killed_while_training_is_resumed_on_the_other(world):
     assert [h["epoch"] for h in final["history"]] == [1, 2, 3]
     # the epochs committed before the kill were kept, not trained again
     assert final["history"][:first["epoch"]] == first["history"]
+
+
+def test_an_interrupt_on_the_flows_machine_stops_training_on_the_workers(world):
+    fs = world.store.fs()
+    run = f"{BUCKET}/art/runs/stop"
+    process = world.sweep("--estimators", "analytic", "--seeds", "0", "--epochs", "40",
+                          "--train-limit", "12000", "--iwae-k", "5", "--gradient-draws", "2",
+                          *_store_args("art"), "--run-id", "stop", wait=False)
+    deadline = time.monotonic() + 600
+    while not fs.exists(f"{run}/models/analytic-s0/state.json"):
+        assert time.monotonic() < deadline and process.poll() is None, "no epoch committed"
+        time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode != 0
+    manifest = json.loads(fs.cat_file(f"{run}/manifest.json"))
+    assert manifest["status"] == "failed" and manifest["error"] == "interrupted", manifest
+    time.sleep(8)  # the worker polls its stop flag every 2 s; an epoch takes a few seconds
+    epoch = json.loads(fs.cat_file(f"{run}/models/analytic-s0/state.json"))["epoch"]
+    time.sleep(10)
+    assert json.loads(fs.cat_file(f"{run}/models/analytic-s0/state.json"))["epoch"] == epoch
+    assert epoch < 40
