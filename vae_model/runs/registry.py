@@ -65,7 +65,9 @@ def headline(metrics: dict | None) -> dict:
 def _iso_mtime(path: Path) -> str:
     try:
         stamp = path.stat().st_mtime
-    except (OSError, ValueError):  # a store's "directory" is a prefix, with no time of its own
+    except (OSError, ValueError):
+        return None
+    if not stamp:  # a store's "directory" is a prefix, with no time of its own
         return None
     return dt.datetime.fromtimestamp(stamp, dt.timezone.utc).isoformat(timespec="seconds")
 

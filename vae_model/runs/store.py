@@ -95,7 +95,10 @@ def fingerprint(path) -> dict | None:
         return None
     if info.get("type") != "file":
         return None
-    tag = info.get("ETag") or info.get("etag") or info.get("md5") or info.get("mtime")
+    tag = info.get("ETag") or info.get("etag") or info.get("md5Hash") or info.get("md5")
+    if tag is None:  # a filesystem that keeps no content tag: read the content itself
+        return {"bytes": int(info.get("size") or 0),
+                "sha256": hashlib.sha256(path.fs.cat_file(path.path)).hexdigest()}
     return {"bytes": int(info.get("size") or 0), "etag": str(tag).strip('"')}
 
 
@@ -189,11 +192,12 @@ def check(root) -> None:
     the credentials, or has no such bucket. Nothing is written."""
     if not is_remote(root):
         return
-    where = f"{root.protocol}://{root.path.split('/')[0]}"
+    bucket = root.path.lstrip("/").split("/")[0]
+    where = f"{root.protocol}://{bucket}"
     endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("FSSPEC_S3_ENDPOINT_URL")
     at = f" at {endpoint}" if endpoint and root.protocol in ("s3", "s3a") else ""
     try:
-        root.fs.ls(root.path.split("/")[0], detail=False)
+        root.fs.ls(root.path[: root.path.index(bucket) + len(bucket)], detail=False)
     except PermissionError:
         raise UserInputError(
             f"the object store{at} refused the credentials for {where}: set "
