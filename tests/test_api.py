@@ -70,3 +70,20 @@ def test_giving_up_on_the_api_ends_the_process_in_one_line(tmp_path, when):
                              f"finished: its results are in {run_path}, but the Prefect UI "
                              "will not show the flow run's end")
         assert not (run_path / "manifest.json").exists()
+
+
+@pytest.mark.parametrize("dask, prefect, refused", [
+    (None, None, False),  # a local cluster: a temporary server is fine
+    ("tcp://127.0.0.1:8786", None, False),  # a scheduler on this machine
+    ("tcp://10.0.0.5:8786", None, True),  # remote workers, temporary server
+    ("tcp://10.0.0.5:8786", "http://127.0.0.1:4200/api", True),
+    ("tcp://10.0.0.5:8786", "http://localhost:4200/api", True),
+    ("tcp://[::1]:8786", "http://[::1]:4200/api", False),
+    ("tcp://scheduler:8786", "http://10.0.0.2:4200/api", False),
+])
+def test_a_remote_dask_cluster_needs_an_api_its_workers_reach(dask, prefect, refused):
+    if refused:
+        with pytest.raises(UserInputError, match="cannot report to a Prefect API"):
+            api.check_reachable_by_workers(dask, prefect)
+    else:
+        api.check_reachable_by_workers(dask, prefect)

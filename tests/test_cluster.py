@@ -145,6 +145,11 @@ def test_a_store_backed_sweep_completes_is_cached_and_rebuilds_what_was_deleted(
                      "render-figures", "write-report", "publish-results"}, states
     assert fs.exists(f"{BUCKET}/{model}/{state['checkpoint']}.index")
 
+    rerun = world.cli("rerun", "report", "--run-id", "c1", "--artifacts-dir", "s3://vae/art")
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert world.read_json("art/runs/c1/manifest.json")["status"] == "complete"
+    assert list(world.cwd.iterdir()) == []
+
 
 def test_a_second_writer_of_a_store_run_is_refused_before_any_work(world):
     from upath import UPath

@@ -36,3 +36,19 @@ def test_arm_features_and_a_system_without_cpuinfo(tmp_path):
     assert "instructions" not in unknown and unknown["model"]
     assert "avx" not in provenance.describe(unknown)
     assert provenance.describe(None) == "–"
+
+
+def test_models_trained_on_several_machines_are_listed_per_model():
+    from vae_model.runs.provenance import machines_by_model
+
+    cpu = {"model": "Xeon", "cores": 2, "instructions": ["avx2"]}
+    one = {"a": {"machines": [{"host": "w1", "processor": cpu}]},
+           "b": {"machines": [{"host": "w1", "processor": cpu}]}}
+    assert machines_by_model(one) == []  # one machine: the Machine section says it once
+    two = {"a": {"machines": [{"host": "w1", "processor": cpu}]},
+           "b": {"machines": [{"host": "w1", "processor": cpu},
+                              {"host": "w2", "processor": cpu}]},
+           "c": {}}
+    assert machines_by_model(two) == [
+        "a: w1: Xeon, 2 cores, avx2", "b: w1: Xeon, 2 cores, avx2; w2: Xeon, 2 cores, avx2",
+        "c: not recorded"]

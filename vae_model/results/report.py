@@ -236,14 +236,10 @@ def _blocks(run: Path, metrics: dict, parameters: dict, data_facts: dict, figure
                ("list", [f"{n}: {d}" for n, d in data_facts.get("sha256", {}).items()]),
                ("h2", "Machine"), ("p", f"{provenance.describe(processor)}; "
                                         f"{platform.platform()}. {MACHINE_NOTE}")]
-    trained_on = {name: [f"{m.get('host', '?')}: {provenance.describe(m.get('processor'))}"
-                         for m in model.get("machines") or []]
-                  for name, model in metrics["models"].items()}
-    if len({line for lines in trained_on.values() for line in lines}) > 1:
+    per_model = provenance.machines_by_model(metrics["models"])
+    if per_model:
         blocks += [("p", "The models were trained on more than one machine (the last one "
-                         "last where a model was resumed elsewhere):"),
-                   ("list", [f"{name}: {'; '.join(lines) or 'not recorded'}"
-                             for name, lines in trained_on.items()])]
+                         "last where a model was resumed elsewhere):"), ("list", per_model)]
     blocks.append(("h2", "Figures"))
     seeds = facets.representative_seeds_phrase(records) if records else IMAGE_SEEDS
     for path in figures:

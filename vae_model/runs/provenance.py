@@ -47,6 +47,16 @@ def machine() -> dict:
     return {"host": socket.gethostname(), "processor": processor()}
 
 
+def machines_by_model(models: dict) -> list[str]:
+    """``"<model>: <host>: <processor>; ..."`` per model (from metrics.json's ``machines``) when
+    more than one machine trained them, else []."""
+    lines = {name: [f"{m.get('host', '?')}: {describe(m.get('processor'))}"
+                    for m in model.get("machines") or []] for name, model in models.items()}
+    if len({line for found in lines.values() for line in found}) <= 1:
+        return []
+    return [f"{name}: {'; '.join(found) or 'not recorded'}" for name, found in lines.items()]
+
+
 def describe(info: dict | None) -> str:
     """One line, e.g. ``AMD EPYC (family/model 25/1), 2 cores, avx2 fma``; "–" if unknown."""
     if not info:
