@@ -9,6 +9,7 @@ import ast
 import functools
 import hashlib
 import json
+import threading
 from pathlib import Path
 
 from prefect.cache_policies import INPUTS, TASK_SOURCE, CacheKeyFnPolicy
@@ -19,6 +20,11 @@ from vae_model.runs import store
 
 MODEL_STATE = "state.json"  # a model directory changes exactly when this file does
 _PACKAGE_DIR = Path(vae_model.__file__).parent
+
+# CPython 3.11's parser is not thread-safe: two stages computing their keys at once (the first
+# evaluations) now and then failed with "AST constructor recursion depth mismatch", and Prefect
+# then ran the stage with no cache key, so it never came back Cached.
+_PARSING = threading.Lock()
 
 # ``stages`` holds every stage's function and imports each stage's modules inside it: following
 # its imports would make a figure change retrain the models.
@@ -38,7 +44,9 @@ def _source_file(module: str) -> Path | None:
 def vae_model_imports(module: str) -> set[str]:
     """The ``vae_model`` modules that ``module``'s source imports, at any depth of its code."""
     found = set()
-    for node in ast.walk(ast.parse(_source_file(module).read_text())):
+    with _PARSING:
+        tree = ast.parse(_source_file(module).read_text())
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found |= {alias.name.removeprefix("vae_model.") for alias in node.names
                       if alias.name.startswith("vae_model.")}

@@ -41,3 +41,41 @@ def test_source_hash_covers_imported_modules_but_does_not_follow_stages(tmp_path
     write(tmp_path, "stages", "def figures():\n    pass\n")
     assert version("training", "stages") != with_stages
     caching.source_hash.cache_clear()
+
+
+def test_cache_keys_computed_in_two_threads_at_once_parse_the_source_safely(monkeypatch):
+    """CPython 3.11's parser is not thread-safe; a garbage collection that switches threads
+    in the middle of a parse (as TensorFlow's finalizers do) makes it fail now and then."""
+    import gc
+    import threading
+    import time
+
+    from tasks import caching
+
+    modules = sorted(p.relative_to(caching._PACKAGE_DIR).with_suffix("").as_posix()
+                     .replace("/", ".").removesuffix(".__init__")
+                     for p in caching._PACKAGE_DIR.rglob("*.py"))
+    errors = []
+
+    def parse_all():
+        for _ in range(10):
+            for module in modules:
+                try:
+                    caching.vae_model_imports(module)
+                except SystemError as err:
+                    errors.append(err)
+
+    switch = lambda phase, info: time.sleep(0.0001)  # noqa: E731
+    threshold = gc.get_threshold()
+    gc.set_threshold(50)
+    gc.callbacks.append(switch)
+    try:
+        threads = [threading.Thread(target=parse_all) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        gc.callbacks.remove(switch)
+        gc.set_threshold(*threshold)
+    assert errors == []
