@@ -27,8 +27,8 @@ def compare_models(models: list[ModelConfig], data: dict, run_path: Path, artifa
                    equivalence_margin: float = 1.0) -> str:
     """Train the models concurrently (as the flow's task runner allows), evaluate each as soon as
     it is trained, then figures, report and Prefect artifacts. Returns report.md's path."""
-    train, evaluate, draw, report_on = (results_beside(t, artifacts_dir) for t in (
-        train_model, evaluate_model, render_figures, write_report))
+    train, evaluate, draw, report_on = results_beside(
+        artifacts_dir, train_model, evaluate_model, render_figures, write_report)
     trained = [train.submit(m.to_dict(), data, str(run_path)) for m in models]
     # Named per model: a task run whose training failed never gets its run name rendered
     # (Prefect names it before resolving its inputs), and would show as "evaluate_model-7ce"

@@ -30,9 +30,8 @@ def rerun_stage(stage: Stage, run_id: str, artifacts_dir: str = "artifacts",
         checkpoints = list(manifest["models"].values())
         evaluations = [str(store.location(c) / directory.EVALUATION_FILE) for c in checkpoints]
         figures = sorted(str(p) for p in (run_path / "figures").glob("*.png"))
-        evaluate_model, render_figures, write_report = (
-            results_beside(t, artifacts_dir)
-            for t in (tasks.evaluate_model, tasks.render_figures, tasks.write_report))
+        evaluate_model, render_figures, write_report = results_beside(
+            artifacts_dir, tasks.evaluate_model, tasks.render_figures, tasks.write_report)
 
         if stage == "evaluate":
             parameters["iwae_k"] = iwae_k or parameters["iwae_k"]

@@ -107,17 +107,17 @@ def policy(*modules: str):
     return INPUTS + TASK_SOURCE + CacheKeyFnPolicy(cache_key_fn=key)
 
 
-def results_beside(task, artifacts_dir: str):
-    """``task`` with its cached results kept beside the runs when they live in an object store
-    (``<root>/.prefect-results``), so that every machine finds them; else as it is (Prefect's
-    local result storage)."""
+def results_beside(artifacts_dir: str, *tasks) -> tuple:
+    """``tasks`` with their cached results kept beside the runs when those live in an object
+    store (``<root>/.prefect-results``), so that every machine finds them; else as they are
+    (Prefect's local result storage)."""
     root = store.location(artifacts_dir)
     if not store.is_remote(root):
-        return task
+        return tasks
     from prefect.filesystems import RemoteFileSystem
 
     # Prefect wants the block saved on the server; it names a place, no credentials
     block = RemoteFileSystem(basepath=f"{root}/.prefect-results")
     block.save(f"vae-results-{hashlib.sha256(str(root).encode()).hexdigest()[:16]}",
                overwrite=True)
-    return task.with_options(result_storage=block)
+    return tuple(task.with_options(result_storage=block) for task in tasks)

@@ -117,7 +117,7 @@ def writing(run_path: str | Path, parameters: dict | None = None):
     _install_failure_hook()
     stopping.reset()
     started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    run_path = store.location(run_path) if isinstance(run_path, str) else run_path
+    run_path = store.location(run_path)
     with lock.hold(run_path):
         with _registry_lock:
             _flags.pop(run_path, None)  # this flow run's cluster, not an earlier one's

@@ -178,7 +178,7 @@ def build(run: Path, artifacts_root: str, last: int = 20) -> dict:
     """Everything to publish for ``run`` (a complete run directory): the markdown and table
     artifacts' content, and index.html written. Returns {"report", "summary", "table",
     "history", "series", "index"}."""
-    run = store.location(run) if isinstance(run, str) else run
+    run = store.location(run)
     metrics = storage.read_json(run / "metrics.json")
     manifest = storage.read_json(run / "manifest.json")
     provenance = history.record_provenance(run, manifest.get("parameters") or {})

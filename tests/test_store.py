@@ -100,6 +100,7 @@ def test_runs_latest_and_prune_work_in_a_store(root):
             "status": "complete", "finished_at": f"2026-12-0{day}T00:00:00+00:00",
             "models": {}})
         storage.write_text(run / "models" / "m" / "state.json", "{}")
+        storage.write_text(run / ".stages" / "train.json", "{}")  # hidden objects go too
     registry.point_latest(root, root / "runs" / "new")
     runs = registry.list_runs(str(root))
     assert [(r["id"], r["status"], r["latest"]) for r in runs] == [
@@ -108,6 +109,7 @@ def test_runs_latest_and_prune_work_in_a_store(root):
     removed = registry.prune(str(root), keep=1)
     assert [r["id"] for r in removed] == ["old"]
     assert [p.name for p in (root / "runs").iterdir()] == ["new"]
+    assert not (root / "runs" / "old" / ".stages" / "train.json").exists()
 
 
 def test_a_failed_store_run_moves_latest_to_the_last_complete_one(root):

@@ -141,7 +141,7 @@ def package_versions() -> dict:
 def write_report(run: Path, checkpoint_dirs: list[str], parameters: dict, data_facts: dict,
                  figure_paths: list[str], timings: dict) -> Path:
     """Write every summary file of the run; manifest.json last. Returns report.md's path."""
-    run = store.location(run) if isinstance(run, str) else run
+    run = store.location(run)
     metrics = collect_metrics(checkpoint_dirs,
                               parameters.get("equivalence_margin", DEFAULT_MARGIN),
                               decision.add_seeds_command(run.name, parameters))

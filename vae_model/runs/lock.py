@@ -23,7 +23,7 @@ from pathlib import Path
 from vae_model import UserInputError
 from vae_model.runs import lease, store
 
-LOCK_FILE = ".lock"
+LOCK_FILE = lease.LOCK_FILE  # one name: the lock file on a disk, the lease object in a store
 
 
 class RunLocked(UserInputError):
@@ -69,10 +69,9 @@ def _open_locked(run: Path) -> int | None:
 def holder(run: str | os.PathLike) -> dict | None:
     """Who holds the lock of ``run`` ({pid, host, since, command}), or None if nobody does.
     Never creates the run directory."""
-    run = store.location(run) if isinstance(run, str) else run
+    run = store.location(run)
     if store.is_remote(run):
         return lease.holder(run)
-    run = Path(run)
     if not (run / LOCK_FILE).exists():
         return None
     fd = _open_locked(run)
@@ -87,7 +86,7 @@ def check_free(run: str | os.PathLike) -> None:
     any work; :func:`hold` is what guarantees it)."""
     who = holder(run)
     if who is not None:
-        raise RunLocked(_describe(store.location(run) if isinstance(run, str) else run, who))
+        raise RunLocked(_describe(store.location(run), who))
 
 
 def _holder_info(command: str | None) -> dict:
@@ -104,13 +103,12 @@ def _refuse(run, who: dict):
 def hold(run: str | os.PathLike, command: str | None = None):
     """Hold ``run``'s lock for the ``with`` block, creating the directory; raise
     :class:`RunLocked` at once (no waiting) if another process holds it."""
-    run = store.location(run) if isinstance(run, str) else run
+    run = store.location(run)
     if store.is_remote(run):
         with lease.held(run, _holder_info(command),
                         lambda who: _refuse(run, who)) as info:
             yield info
         return
-    run = Path(run)
     try:
         run.mkdir(parents=True, exist_ok=True)
         fd = _open_locked(run)

@@ -18,7 +18,7 @@ HEADLINE_METRICS = ("neg_elbo", "iwae_nll")
 def missing_files(run: str | os.PathLike, paths) -> list[str]:
     """Those of ``paths`` (absolute, or relative to ``run``) that are not regular files, in the
     order given: a report or manifest must not name a file that is not there."""
-    run = store.location(run) if isinstance(run, str) else run
+    run = store.location(run)
     return [str(p) for p in paths
             if not (store.location(str(p)) if store.is_url(str(p)) else run / p).is_file()]
 
@@ -154,13 +154,11 @@ def prune(artifacts_root: str | os.PathLike, keep: int, dry_run: bool = False) -
 
 
 def _remove_contents(run) -> None:
-    """Delete a run while holding its lock (whose file goes with the directory on a disk; a
-    lease object is deleted when released)."""
+    """Delete a run while holding its lock: on a disk the lock file goes with the directory;
+    in a store every object but the lease, which is deleted when released."""
     if store.is_remote(run):
-        for rel in store.files(run):
-            run.fs.rm_file((run / rel).path)
-        for hidden in (".stages",):
-            store.remove_tree(run / hidden)
+        lease_object = (run / lock.LOCK_FILE).path
+        run.fs.rm([name for name in run.fs.find(run.path) if name != lease_object])
     else:
         shutil.rmtree(run)
 
@@ -208,7 +206,7 @@ def record_failure(run: str | os.PathLike, stage: str, error: str, parameters: d
     earlier complete manifest said (its models and data let the run be finished later); a later
     complete run of the same id replaces it. ``latest`` moves off this run: it only ever
     points at a complete one."""
-    run = store.location(run) if isinstance(run, str) else run
+    run = store.location(run)
     previous = _read(run / "manifest.json")
     manifest = dict(previous) if isinstance(previous, dict) else {}
     was_complete = "models" in manifest  # complete once: keep what finishing it needs

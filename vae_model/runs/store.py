@@ -174,7 +174,7 @@ def mirrored(target, pull: tuple[str, ...] | bool = True):
     """A :class:`Mirror` of ``target`` for the block (``pull``: download everything, or the
     parts named); a store's scratch copy is deleted afterwards. Nothing is uploaded unless the
     block calls :meth:`Mirror.push`."""
-    target = location(target) if isinstance(target, str) else target
+    target = location(target)
     if not is_remote(target):
         yield Mirror(target)
         return
