@@ -4,6 +4,7 @@ No Prefect import: the CLI validates the same grid before a flow starts."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 from vae_model.model.config import ModelConfig
@@ -21,3 +22,16 @@ def model_grid(settings: dict, n_train: int | None = None) -> list[ModelConfig]:
     shared = {name: settings[name] for name in SHARED}
     return [ModelConfig(**dict(zip(AXES.values(), values)), **shared).validate(n_train)
             for values in itertools.product(*axes)]
+
+
+def with_seeds(models: list[ModelConfig], additions: list[dict]) -> list[ModelConfig]:
+    """The models a plan's stage 2 adds: for each {"configuration", "seeds"}, the models of
+    that configuration (every estimator) under the new seeds, seed-major."""
+    added = []
+    for addition in additions:
+        members = [m for m in models if m.configuration == addition["configuration"]]
+        estimators = list(dict.fromkeys(m.estimator for m in members))
+        template = members[0]
+        added += [dataclasses.replace(template, estimator=e, seed=s)
+                  for s in addition["seeds"] for e in estimators]
+    return added

@@ -37,7 +37,7 @@ RunId = Optional[Annotated[str, Field(pattern=RUN_ID_PATTERN.pattern),
 # The flow's parameters that no ModelConfig checks, as the flow declares them (a test holds
 # the two to each other): the command line checks its flags with these.
 UNCHECKED_BY_MODELS = {"seeds": NonEmpty[Seed], "iwae_k": PositiveInt, "gradient_draws": Draws,
-                       "equivalence_margin": Margin}
+                       "equivalence_margin": Margin, "max_seeds": PositiveInt}
 
 
 def check(parameters: dict) -> None:

@@ -13,6 +13,7 @@ from flows.parameters import (Architecture, Draws, Estimator, LearningRate, Like
                               NonEmpty, PositiveInt, RunId, Seed)
 from flows.recipe import compare_models, default_run_id
 from tasks import guard, verify_data
+from vae_model.evaluation import plan
 from vae_model.runs import directory
 
 
@@ -34,14 +35,20 @@ def vae_pipeline(
     artifacts_dir: str = "artifacts",
     run_id: RunId = None,
     equivalence_margin: Margin = 1.0,
+    until_decided: bool = False,
+    max_seeds: PositiveInt = plan.DEFAULT_MAX_SEEDS,
 ) -> str:
     """Train the seed notebook's VAE on Fashion-MNIST under each KL estimator, for each seed
     (and each architecture, likelihood and latent size listed), and compare the estimators on
-    the 10,000 test images; returns the path of the run's report.md."""
+    the 10,000 test images; returns the path of the run's report.md. ``until_decided``: the
+    seeds are a pilot, and a second stage adds the seeds its spread asks for (Stein's plan),
+    at most ``max_seeds`` in all per configuration."""
+    parameters = dict(flow_run.parameters)
     run_path = directory.run_dir(artifacts_dir, run_id or default_run_id())
-    with guard.writing(run_path, dict(flow_run.parameters)):  # one writer; failures recorded
+    plan.check(parameters, directory.recorded_parameters(run_path))  # before a failure record
+    with guard.writing(run_path, parameters):  # one writer; failures recorded
         directory.ensure_writable(run_path)
         data = verify_data(data_dir)
-        models = model_grid(dict(flow_run.parameters), data["train_images"])
+        models = model_grid(parameters, data["train_images"])
         return compare_models(models, data, run_path, artifacts_dir, iwae_k, gradient_draws,
-                              all_model_figures, equivalence_margin)
+                              all_model_figures, equivalence_margin, plan.pilot(parameters))

@@ -8,7 +8,9 @@ from pathlib import Path
 from prefect.context import FlowRunContext
 from prefect.runtime import flow_run
 
-from tasks import evaluate_model, publish_results, render_figures, train_model, write_report
+from flows.grid import with_seeds
+from tasks import (evaluate_model, plan_seeds, publish_results, render_figures, train_model,
+                   write_report)
 from tasks.caching import results_beside
 from vae_model.model.config import ModelConfig
 
@@ -24,22 +26,32 @@ def default_run_id() -> str:
 
 def compare_models(models: list[ModelConfig], data: dict, run_path: Path, artifacts_dir: str,
                    iwae_k: int, gradient_draws: int, all_model_figures: bool = False,
-                   equivalence_margin: float = 1.0) -> str:
+                   equivalence_margin: float = 1.0, pilot: dict | None = None) -> str:
     """Train the models concurrently (as the flow's task runner allows), evaluate each as soon as
-    it is trained, then figures, report and Prefect artifacts. Returns report.md's path."""
+    it is trained; with a ``pilot`` (a two-stage plan), train and evaluate the seeds the plan
+    adds; then figures, report and Prefect artifacts. Returns report.md's path."""
     train, evaluate, draw, report_on = results_beside(
         artifacts_dir, train_model, evaluate_model, render_figures, write_report)
-    trained = [train.submit(m.to_dict(), data, str(run_path)) for m in models]
-    # Named per model: a task run whose training failed never gets its run name rendered
-    # (Prefect names it before resolving its inputs), and would show as "evaluate_model-7ce"
-    evaluated = [evaluate.with_options(name=f"evaluate-{m.name}").submit(
-                     m.name, t, data, iwae_k, gradient_draws)
-                 for m, t in zip(models, trained)]
-    checkpoints, evaluations = [t.result() for t in trained], [e.result() for e in evaluated]
+
+    def train_and_evaluate(batch: list[ModelConfig]) -> tuple[list, list]:
+        trained = [train.submit(m.to_dict(), data, str(run_path)) for m in batch]
+        # Named per model: a task run whose training failed never gets its run name rendered
+        # (Prefect names it before resolving its inputs), and would show as "evaluate_model-7ce"
+        evaluated = [evaluate.with_options(name=f"evaluate-{m.name}").submit(
+                         m.name, t, data, iwae_k, gradient_draws)
+                     for m, t in zip(batch, trained)]
+        return [t.result() for t in trained], [e.result() for e in evaluated]
+
+    checkpoints, evaluations = train_and_evaluate(models)
+    if pilot is not None:  # stage 2: the seeds the pilot's spread asks for, decided at the end
+        added = with_seeds(models, plan_seeds(checkpoints, equivalence_margin, pilot))
+        more_checkpoints, more_evaluations = train_and_evaluate(added)
+        models, checkpoints = models + added, checkpoints + more_checkpoints
+        evaluations += more_evaluations
     # the same test images and prior draws in every model's figures
     figure_seed = min(m.seed for m in models)
     figures = draw(checkpoints, evaluations, data, str(run_path), figure_seed,
-                   all_model_figures, equivalence_margin)
+                   all_model_figures, equivalence_margin, pilot)
     report = report_on(str(run_path), checkpoints, evaluations, figures,
                        dict(flow_run.parameters), data)
     return publish_results(str(run_path), artifacts_dir, report)

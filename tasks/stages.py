@@ -13,8 +13,9 @@ from prefect.runtime import task_run
 from tasks import guard
 from tasks.caching import policy
 from vae_model import UserInputError, stages
+from vae_model.evaluation import plan
 from vae_model.model.config import ModelConfig
-from vae_model.results import report
+from vae_model.results import facets, report
 from vae_model.runs import storage, store
 
 # No task carries tags: Prefect 3.8.8 asks the server for tag concurrency slots whenever a tagged
@@ -108,16 +109,36 @@ def evaluate_model(model_name: str, checkpoint_dir: str, data_facts: dict, iwae_
     return str(path)
 
 
+@task(name="plan-seeds", task_run_name="plan-seeds")
+def plan_seeds(checkpoint_dirs: list[str], equivalence_margin: float, pilot: dict) -> list[dict]:
+    """Stage 2 of a two-stage plan: from the pilot's evaluated models, per configuration the
+    seeds to add ({"configuration", "seeds"}); logs each plan (never cached: it reads only
+    what the pilot's stages return)."""
+    comparison = report.collect_metrics(checkpoint_dirs, equivalence_margin,
+                                        pilot=pilot)["comparison"]
+    additions, logger = [], get_run_logger()
+    for block in comparison["configurations"]:
+        for pair in block["paired"][:1]:  # two estimators: one pair per configuration
+            seeds = plan.stage_two_seeds(pair["plan"])
+            additions.append({"configuration": block["configuration"], "seeds": seeds})
+            logger.info("plan for %s: %s; stage 2 %s", facets.title(block["configuration"]),
+                        plan.summary({**pair["plan"], "seeds_run": plan.target(pair["plan"])}),
+                        f"adds {len(seeds)} seeds ({plan.seed_ranges(seeds)})" if seeds
+                        else "adds no seeds: the pilot is enough")
+    return additions
+
+
 @task(name="render-figures", task_run_name="render-figures",
       cache_policy=policy("results.figures", "training", "model.data", "stages"),
       persist_result=True)
 def render_figures(checkpoint_dirs: list[str], evaluation_paths: list[str], data_facts: dict,
                    run_dir: str, seed: int, all_models: bool = False,
-                   equivalence_margin: float = 1.0) -> list[str]:
+                   equivalence_margin: float = 1.0, pilot: dict | None = None) -> list[str]:
     """The run's figures; per-model image figures for one seed per configuration and estimator
-    unless ``all_models``; the equivalence margin as a band in the differences figure."""
+    unless ``all_models``; the equivalence margin as a band in the differences figure, whose
+    intervals are the plan's when there is one (``pilot``)."""
     paths = stages.render_figures(checkpoint_dirs, data_facts["data_dir"], run_dir, seed,
-                                  all_models=all_models, margin=equivalence_margin)
+                                  all_models=all_models, margin=equivalence_margin, pilot=pilot)
     get_run_logger().info("%d figures in %s", len(paths), store.location(run_dir) / "figures")
     return [str(p) for p in paths]
 

@@ -90,3 +90,40 @@ def test_a_bad_data_dir_fails_verify_data_once_without_retries(harness, tmp_path
             id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
     assert task_run.name == "verify-data" and task_run.run_count == 1
     assert list((tmp_path / "artifacts" / "runs").glob("*/models")) == []  # nothing trained
+
+
+def test_until_decided_adds_the_planned_seeds_to_the_pilot_in_the_same_run(harness, tiny_data,
+                                                                          tmp_path):
+    from vae_model import UserInputError
+
+    root, run = str(tmp_path / "artifacts"), tmp_path / "artifacts" / "runs" / "plan"
+    pilot = {**TINY, "seeds": [0, 1], "equivalence_margin": 0.01}
+    assert vae_pipeline(**pilot, artifacts_dir=root, run_id="plan", return_state=True) \
+        .is_completed()
+    # a margin this narrow asks for far more seeds than the bound: stage 2 adds seed 2 only
+    planned = vae_pipeline(**pilot, until_decided=True, max_seeds=3, artifacts_dir=root,
+                           run_id="plan", return_state=True)
+    assert planned.is_completed(), planned
+    states = task_states(planned)
+    for stage in ("train-analytic-s0", "train-monte_carlo-s1", "evaluate-analytic-s1",
+                  "evaluate-monte_carlo-s0"):
+        assert states[stage] == "Cached", (stage, states)
+    assert states["plan-seeds"] == "Completed"
+    assert states["train-analytic-s2"] == states["evaluate-monte_carlo-s2"] == "Completed"
+    metrics = storage.read_json(run / "metrics.json")
+    assert set(metrics["models"]) == {f"{e}-s{s}" for e in ("analytic", "monte_carlo")
+                                      for s in (0, 1, 2)}
+    pair = metrics["comparison"]["paired"][0]
+    assert pair["seeds"] == [0, 1, 2]
+    assert pair["plan"]["pilot_seeds"] == [0, 1] and pair["plan"]["seeds_run"] == 3
+    assert pair["plan"]["capped"] is True and pair["plan"]["seeds_planned"] > 3
+    assert "capped at 3 seeds" in metrics["comparison"]["verdict"]
+    assert "pilot 2 seeds" in (run / "report.md").read_text()
+
+    # the plan is fixed once made: another margin is refused, and the run stays complete
+    changed = vae_pipeline(**{**pilot, "equivalence_margin": 0.5}, until_decided=True,
+                           max_seeds=3, artifacts_dir=root, run_id="plan", return_state=True)
+    assert changed.is_failed()
+    with pytest.raises(UserInputError, match="plan was made with --equivalence-margin 0.01"):
+        changed.result()
+    assert storage.read_json(run / "manifest.json")["status"] == "complete"

@@ -130,20 +130,21 @@ def _evaluate(checkpoint_dir: Path, data_dir, iwae_k: int, gradient_draws: int,
 
 
 def render_figures(checkpoint_dirs: list[str], data_dir: str | None, run,
-                   seed: int = 0, all_models: bool = False, margin: float = 1.0) -> list:
+                   seed: int = 0, all_models: bool = False, margin: float = 1.0,
+                   pilot: dict | None = None) -> list:
     """The run's figures (see :mod:`.results.figures`): image figures for the lowest seed of
     each configuration and estimator, or for every model with ``all_models``; ``margin``: the
-    equivalence margin drawn in the differences figure."""
+    equivalence margin drawn in the differences figure, ``pilot``: its two-stage plan's."""
     run = store.location(run)
     models = [store.relative(store.location(d), run) for d in checkpoint_dirs]
     with store.mirrored(run, pull=tuple(models)) as mirror:
-        drawn = _render(models, data_dir, mirror.local, seed, all_models, margin)
+        drawn = _render(models, data_dir, mirror.local, seed, all_models, margin, pilot)
         mirror.push(under="figures", delete=True)
     return [run / store.relative(p, mirror.local) for p in drawn]
 
 
 def _render(models: list[str], data_dir, run: Path, seed: int, all_models: bool,
-            margin: float) -> list[Path]:
+            margin: float, pilot: dict | None) -> list[Path]:
     from vae_model import training
     from vae_model.results import figures  # matplotlib only where figures are drawn
 
@@ -163,4 +164,5 @@ def _render(models: list[str], data_dir, run: Path, seed: int, all_models: bool,
     return figures.render_all(
         records, run / "figures", load_model=lambda name: training.load_model(
             directories[name])[0], test_images=dataset.test_images,
-        test_labels=dataset.test_labels, seed=seed, all_models=all_models, margin=margin)
+        test_labels=dataset.test_labels, seed=seed, all_models=all_models, margin=margin,
+        pilot=pilot)

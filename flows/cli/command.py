@@ -23,18 +23,22 @@ def pipeline_parameters(args) -> dict:
     builder), so a mistake is one line here rather than a failed flow run."""
     from flows.grid import model_grid
     from flows.parameters import check
+    from vae_model.evaluation import plan
     from vae_model.model import data
     from vae_model.runs import store
-    from vae_model.runs.directory import ensure_writable, run_dir
+    from vae_model.runs.directory import ensure_writable, recorded_parameters, run_dir
 
     names = ("estimators", "seeds", "architectures", "likelihoods", "latent_sizes", "epochs",
              "batch_size", "learning_rate", "iwae_k", "gradient_draws", "train_limit",
-             "all_model_figures", "data_dir", "artifacts_dir", "run_id", "equivalence_margin")
+             "all_model_figures", "data_dir", "artifacts_dir", "run_id", "equivalence_margin",
+             "until_decided", "max_seeds")
     parameters = {n: getattr(args, n) for n in names if hasattr(args, n)}
     model_grid(parameters, data.CANONICAL["train_images"].count)
     check(parameters)
+    earlier = None
     if getattr(args, "run_id", None):
-        run_dir(args.artifacts_dir, args.run_id)
+        earlier = recorded_parameters(run_dir(args.artifacts_dir, args.run_id))
+    plan.check(parameters, earlier)
     ensure_writable(store.location(args.artifacts_dir))
     if args.data_dir:  # the files' presence now; their checksums in the verify-data stage
         data.locate(args.data_dir, download=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from vae_model.evaluation import plan
 from vae_model.model.config import ARCHITECTURES, ESTIMATORS, LIKELIHOODS, ModelConfig
 
 DEFAULT_CRON = "0 3 * * *"
@@ -69,6 +70,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _seed_tokens(text: str) -> list[int]:
+    """One --seeds token: a seed ("7") or an upward range of seeds ("0-9")."""
+    first, dash, last = text.partition("-") if not text.startswith("-") else (text, "", "")
+    try:
+        return list(range(int(first), int(last) + 1)) if dash else [int(first)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a seed or a range of seeds "
+                                         "such as 0-9") from None
+
+
+class _Seeds(argparse.Action):
+    """--seeds 0-9 12: the seeds of every token, in order."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, [seed for token in values for seed in token])
+
+
 def _add_pipeline_options(parser, with_run_id: bool = True) -> None:
     """The flow's parameters as options. Each axis of the model grid takes one value or more
     (the singular spelling is accepted too); every combination is one model."""
@@ -76,10 +94,11 @@ def _add_pipeline_options(parser, with_run_id: bool = True) -> None:
     parser.add_argument("--estimators", "--estimator", nargs="+", choices=ESTIMATORS,
                         default=list(ESTIMATORS), metavar="ESTIMATOR",
                         help=f"KL estimators: {', '.join(ESTIMATORS)} (default: both)")
-    parser.add_argument("--seeds", "--seed", nargs="+", type=int, default=list(DEFAULT_SEEDS),
-                        metavar="SEED",
-                        help="seeds, one model per estimator each; the estimators are compared "
-                        "seed by seed (default: %(default)s)")
+    parser.add_argument("--seeds", "--seed", nargs="+", type=_seed_tokens, action=_Seeds,
+                        default=list(DEFAULT_SEEDS), metavar="SEED",
+                        help="seeds or ranges of seeds (0-9), one model per estimator each; the "
+                        "estimators are compared seed by seed; with --until-decided, the "
+                        "plan's pilot (default: %(default)s)")
     parser.add_argument("--architectures", "--architecture", nargs="+", choices=ARCHITECTURES,
                         default=[defaults.architecture], metavar="ARCHITECTURE",
                         help="mlp: the seed tutorial's MLP; conv: its overview's conv net")
@@ -102,6 +121,15 @@ def _add_pipeline_options(parser, with_run_id: bool = True) -> None:
     parser.add_argument("--equivalence-margin", type=float, default=1.0, metavar="NATS",
                         help="differences within ±NATS per image count as equivalent (TOST at "
                         "α = 0.05; default: %(default)s)")
+    parser.add_argument("--until-decided", action="store_true",
+                        help="treat --seeds as a pilot and add, in the same run, the seeds "
+                        "whose paired interval is narrow enough to decide better or equivalent "
+                        "(Stein's two-stage plan, error rates stated in docs/method.md); "
+                        f"a pilot of {plan.RECOMMENDED_PILOT} seeds costs least")
+    parser.add_argument("--max-seeds", type=int, default=plan.DEFAULT_MAX_SEEDS, metavar="N",
+                        help="with --until-decided: at most N seeds in all per configuration; "
+                        "a plan that needs more trains N and says it was capped (default: "
+                        "%(default)s)")
     parser.add_argument("--all-model-figures", action="store_true",
                         help="draw the per-model image figures for every model, not only for "
                         "the lowest seed of each configuration and estimator")

@@ -5,24 +5,35 @@ t-interval of the mean difference excludes 0), the two are *equivalent* within �
 tests, TOST: the 90% t-interval lies inside (−δ, +δ)), or the data are *inconclusive*. Seeds
 needed, from the observed sd of the differences: for 80% power to detect a difference of δ with
 the paired t-test (statsmodels), and to establish equivalence within ±δ with TOST when the true
-difference is 0 (its exact power, by integration over the sample sd with scipy). Method and
-references: ``docs/method.md``.
+difference is 0 (its exact power, by integration over the sample sd with scipy). The sentences
+built on these are in :mod:`.verdict`; method and references: ``docs/method.md``.
 """
 
 from __future__ import annotations
 
+import functools
 import math
-import shlex
-
-import numpy as np
-
-from vae_model.model.config import ESTIMATORS, ModelConfig
 
 ALPHA = 0.05
 POWER = 0.8
 DEFAULT_MARGIN = 1.0  # nats per image
 MAX_SEEDS = 100_000  # beyond this, "more than" is all that is worth saying
 DECISIONS = ("better", "equivalent", "inconclusive", "one seed")
+
+
+@functools.lru_cache(maxsize=None)
+def t_quantile(probability: float, df: int) -> float:
+    """Student-t quantile: t_{0.975, 2} = 4.3027."""
+    from scipy import stats
+
+    return float(stats.t.ppf(probability, df))
+
+
+def check_margin(margin: float) -> float:
+    """Refuse a margin that is not a finite number > 0 (from Python as from the CLI)."""
+    if not (isinstance(margin, (int, float)) and math.isfinite(margin) and margin > 0):
+        raise ValueError(f"the equivalence margin must be a finite number > 0, got {margin!r}")
+    return float(margin)
 
 
 def _fewest(power) -> int:
@@ -40,13 +51,31 @@ def _fewest(power) -> int:
     return high
 
 
+def _t_test_power_exact(n: int, sd: float, margin: float) -> float:
+    """The same power by integration over the chi-square law of the sample variance: P(|Z +
+    λ| > c·√(U/df)), λ = margin·√n/sd, U ~ χ²(df)."""
+    from scipy import integrate, stats
+
+    df, c, shift = n - 1, t_quantile(1 - ALPHA / 2, n - 1), margin * math.sqrt(n) / sd
+
+    def given(u):
+        bound = c * math.sqrt(u / df)
+        return (stats.norm.sf(bound - shift) + stats.norm.cdf(-bound - shift)) * stats.chi2.pdf(
+            u, df)
+
+    power, _ = integrate.quad(given, 0, math.inf, limit=200)
+    return float(min(max(power, 0.0), 1.0))
+
+
 def t_test_power(n: int, sd: float, margin: float) -> float:
     """Power of the two-sided paired t-test at α = 0.05 with ``n`` pairs against a true
-    difference of ``margin`` (statsmodels' noncentral-t power)."""
+    difference of ``margin`` (statsmodels' noncentral-t power; where scipy's noncentral t
+    gives NaN, for large noncentrality, the exact integral)."""
     from statsmodels.stats.power import TTestPower
 
-    return float(TTestPower().power(effect_size=margin / sd, nobs=n, alpha=ALPHA,
-                                    alternative="two-sided"))
+    power = float(TTestPower().power(effect_size=margin / sd, nobs=n, alpha=ALPHA,
+                                     alternative="two-sided"))
+    return power if math.isfinite(power) else _t_test_power_exact(n, sd, margin)
 
 
 def detect_seeds(sd: float, margin: float) -> int:
@@ -63,7 +92,7 @@ def tost_power(n: int, sd: float, margin: float) -> float:
 
     if sd == 0:
         return 1.0
-    df, t = n - 1, stats.t.ppf(1 - ALPHA, n - 1)
+    df, t = n - 1, t_quantile(1 - ALPHA, n - 1)
     se = sd / math.sqrt(n)  # of the mean
 
     def given(u):  # u = df · s² / sd², chi-square with df degrees of freedom
@@ -103,159 +132,25 @@ def winner(estimators: list[str], ci95: list | None) -> str | None:
 
 
 def decide(mean: float | None, ci95: list | None, ci90: list | None, sd: float | None,
-           margin: float) -> dict:
+           margin: float, decisive: tuple[list, list] | None = None) -> dict:
     """The contract's fields for one paired quantity: ``ci90``, ``equivalence_margin``,
     ``equivalent``, ``decision`` (one of DECISIONS) and ``seeds_needed`` ({"detect",
-    "equivalence"}, None with one seed)."""
+    "equivalence"}, None with one seed). ``decisive``: the (95%, 90%) intervals the decision is
+    taken from, when they differ from the reported ones (a Bonferroni-adjusted plan)."""
+    check_margin(margin)
     if ci95 is None or ci90 is None or sd is None:
         return {"ci90": None, "equivalence_margin": margin, "equivalent": False,
                 "decision": "one seed", "seeds_needed": None}
+    ci95_used, ci90_used = decisive or (ci95, ci90)
     return {"ci90": ci90, "equivalence_margin": margin,
-            "equivalent": _within(ci90, margin),
-            "decision": classify(ci95, ci90, margin),
+            "equivalent": _within(ci90_used, margin),
+            "decision": classify(ci95_used, ci90_used, margin),
             "seeds_needed": {"detect": detect_seeds(sd, margin),
                              "equivalence": equivalence_seeds(sd, margin)}}
 
 
-def not_ruled_out(ci95: list) -> float:
-    """The largest difference either way that the 95% interval leaves possible."""
-    return float(np.max(np.abs(ci95)))
-
-
-def _seeds_phrase(n: int) -> str:
-    return f"{n} seed" + ("" if n == 1 else "s")
-
-
-def _interval(ci: list) -> str:
-    return f"{ci[0]:+.2f} to {ci[1]:+.2f}"
-
-
-def _advice(pair: dict, add_seeds) -> str:
-    """How many seeds would settle an inconclusive comparison, and the command that adds them."""
-    n, margin, needed = len(pair["seeds"]), pair["equivalence_margin"], pair["seeds_needed"]
-    if needed["detect"] > n:
-        total, goal = needed["detect"], f"detect a {margin:g}-nat difference"
-    elif needed["equivalence"] > n:
-        total, goal = needed["equivalence"], f"establish equivalence within ±{margin:g} nats"
-    else:
-        return "more seeds would narrow the interval"
-    text = f"about {total} seeds would {goal}"
-    if add_seeds is not None and total < MAX_SEEDS:
-        seeds = list(pair["seeds"])
-        seeds += [s for s in range(total + len(seeds)) if s not in seeds][:total - len(seeds)]
-        text += (f"; add seeds to this run with `{add_seeds(sorted(seeds))}` (its trained "
-                 "models are reused)")
-    return text
-
-
-def _pair_verdict(pair: dict, add_seeds=None) -> str:
-    a, b = pair["estimators"]
-    seeds = pair["seeds"]
-    if not seeds:
-        return f"no seed was trained with both {a} and {b} KL: nothing to compare"
-    n, margin = len(seeds), pair["equivalence_margin"]
-    if pair["decision"] == "one seed":
-        only = pair["per_seed"][0]
-        stderr = only["per_image_stderr"]
-        noise = ("not available" if stderr is None else f"{stderr:.2f}")
-        return (f"one seed gives no interval over seeds: {a} minus {b} held-out -ELBO is "
-                f"{only['difference']:+.2f} nats for seed {only['seed']} (per-image standard "
-                f"error {noise}), which says nothing about seed-to-seed variation: run more "
-                "seeds")
-    mean, ci95, ci90 = pair["mean_difference"], pair["ci95"], pair["ci90"]
-    if pair["decision"] == "better":
-        better = pair["better"]
-        sign = -1.0 if better == a else 1.0  # the winner's advantage is positive
-        low, high = sorted((sign * ci95[0], sign * ci95[1]))
-        text = (f"{better} KL better by {sign * mean:.2f} nats held-out -ELBO (95% CI "
-                f"{low:.2f} to {high:.2f}, {_seeds_phrase(n)})")
-        if pair["equivalent"]:
-            text += f", a difference within ±{margin:g} nats (90% CI {_interval(ci90)})"
-    elif pair["decision"] == "equivalent":
-        text = (f"equivalent within ±{margin:g} nats held-out -ELBO (90% CI {_interval(ci90)}, "
-                f"{a} minus {b}, {_seeds_phrase(n)})")
-    else:
-        text = (f"inconclusive with {_seeds_phrase(n)}: differences up to "
-                f"{not_ruled_out(ci95):.2f} nats held-out -ELBO are not ruled out (95% CI "
-                f"{_interval(ci95)}, {a} minus {b}); {_advice(pair, add_seeds)}")
-    return text + _model_or_bound(pair)
-
-
-def _model_or_bound(pair: dict) -> str:
-    """Where the true likelihood is known: whether the -ELBO's verdict is about the models or
-    only about the bound (the -ELBO difference minus the reference NLL's is the difference in
-    inference gaps)."""
-    reference = pair.get("reference_nll")
-    if not reference or reference["decision"] == "one seed":
-        return ""
-    ci95, margin = reference["ci95"], reference["equivalence_margin"]
-    gap = pair["mean_difference"] - reference["mean_difference"]
-    if reference["decision"] == "better":
-        found = (f"{winner(pair['estimators'], ci95)} KL gives the better model (95% CI "
-                 f"{_interval(ci95)})")
-    elif reference["decision"] == "equivalent":
-        found = (f"the models are equivalent within ±{margin:g} nats (90% CI "
-                 f"{_interval(reference['ci90'])})")
-    else:
-        found = f"no difference in the models is established (95% CI {_interval(ci95)})"
-    return (f"; in true likelihood (reference NLL) {found}, and the inference gaps differ by "
-            f"{gap:+.2f} nats")
-
-
-def verdict(by_estimator: dict, paired: list[dict], add_seeds=None) -> str:
-    """One sentence on what one configuration's scores support (nats per image, lower -ELBO is
-    better): better, equivalent or inconclusive (with the seeds that would settle it); for one
-    seed, that there is no interval over seeds."""
-    if len(by_estimator) < 2:
-        if not by_estimator:
-            return "no models: nothing to compare"
-        (estimator, entry), = by_estimator.items()
-        return (f"only the {estimator} KL was trained ({_seeds_phrase(len(entry['seeds']))}): "
-                "nothing to compare")
-    return "; ".join(_pair_verdict(pair, add_seeds) for pair in paired)
-
-
-def outcome(pair: dict | None, label=str) -> str:
-    """A pair's decision in a few words, for tables and counts (``label``: an estimator's
-    name as shown)."""
-    if not pair or not pair.get("seeds"):
-        return "nothing to compare"
-    if len(pair["seeds"]) == 1:
-        return "one seed only (no interval)"
-    if pair.get("better"):
-        return f"{label(pair['better'])} better"
-    return pair.get("decision", "no difference detectable")  # runs from before the decision
-
-
-def summary_verdict(blocks: list[dict]) -> str:
-    """Across configurations: how many had each outcome of their first pair, e.g. "analytic
-    better in 1 of 4 configurations, equivalent in 2, inconclusive in 1"."""
-    counts = {}
-    for block in blocks:
-        found = outcome((block["paired"] or [None])[0])
-        counts[found] = counts.get(found, 0) + 1
-    order = sorted(counts, key=lambda o: (not o.endswith(" better"), list(counts).index(o)))
-    parts = [f"{o} in {counts[o]}" for o in order]
-    parts[0] += f" of {len(blocks)} configurations"
-    return ", ".join(parts)
-
-
-def add_seeds_command(run_id: str, parameters: dict):
-    """The command that adds seeds to run ``run_id`` with its other settings, so that its
-    trained and evaluated models come back Cached: ``seeds -> "vae-pipeline run ..."``."""
-    defaults = ModelConfig()
-    flags = []
-    for name, default in (("estimators", list(ESTIMATORS)), ("architectures", ["mlp"]),
-                          ("likelihoods", ["bernoulli"]), ("latent_sizes", [2]),
-                          ("epochs", defaults.epochs), ("batch_size", defaults.batch_size),
-                          ("learning_rate", defaults.learning_rate), ("iwae_k", 100),
-                          ("gradient_draws", 100), ("train_limit", None),
-                          ("equivalence_margin", DEFAULT_MARGIN), ("data_dir", None),
-                          ("artifacts_dir", "artifacts"), ("all_model_figures", False)):
-        value = parameters.get(name, default)
-        if value != default:
-            shown = " ".join(map(str, value)) if isinstance(value, list) else (
-                "" if value is True else shlex.quote(str(value)))
-            flags.append(f"--{name.replace('_', '-')} {shown}".rstrip())
-    return lambda seeds: " ".join(["vae-pipeline run --run-id", run_id, "--seeds",
-                                   *map(str, seeds), *flags])
+def equivalence_count_applies(quantity: dict) -> bool:
+    """The equivalence seed count assumes a true difference of 0: it misleads when the observed
+    mean already lies outside ±margin."""
+    mean = quantity.get("mean_difference")
+    return mean is not None and abs(mean) < quantity["equivalence_margin"]

@@ -5,18 +5,19 @@ are compared *paired by seed*: the difference of their held-out -ELBO per seed, 
 interval over seeds (the seed-to-seed variation is what a claim about the estimators must
 beat). Within one seed, the per-image differences give a standard error for the test-set noise
 only. All numbers are nats per image; lower -ELBO is better. Outputs are JSON-able: plain
-floats, ints and lists, None instead of NaN or of a statistic that needs more values.
+floats, ints and lists, None for a statistic that needs more values. A non-finite score (a
+diverged model) cannot be compared: it is refused in one line naming the model.
 """
 
 from __future__ import annotations
 
-import functools
 import itertools
 import math
 
 import numpy as np
 
-from vae_model.evaluation import decision
+from vae_model import UserInputError
+from vae_model.evaluation import decision, plan, verdict
 from vae_model.model.config import estimator_order
 
 HELDOUT_METRICS = ("neg_elbo", "kl", "reconstruction", "iwae_nll")
@@ -39,19 +40,6 @@ def summarize(values) -> dict:
             "std": _number(array.std(ddof=1)) if n >= 2 else None, "n": n}
 
 
-@functools.lru_cache(maxsize=None)
-def t_quantile(probability: float, df: int) -> float:
-    """Student-t quantile (TFP in float64; no scipy here): t_{0.975, 2} = 4.3027."""
-    import tensorflow as tf
-    import tensorflow_probability as tfp
-
-    def f64(value):
-        return tf.constant(value, tf.float64)
-
-    t = tfp.distributions.StudentT(f64(df), f64(0.0), f64(1.0))
-    return float(t.quantile(f64(probability)))
-
-
 def t_interval(values, confidence: float = 0.95) -> tuple[float | None, list[float] | None]:
     """(mean, [lo, hi]): the Student-t interval for the mean of the n values (n - 1 degrees of
     freedom); the interval is None for fewer than 2 values."""
@@ -60,7 +48,7 @@ def t_interval(values, confidence: float = 0.95) -> tuple[float | None, list[flo
     if n < 2:
         return (_number(array[0]) if n else None), None
     mean = float(array.mean())
-    half_width = t_quantile(0.5 + confidence / 2, n - 1) * array.std(ddof=1) / math.sqrt(n)
+    half_width = decision.t_quantile(0.5 + confidence / 2, n - 1) * array.std(ddof=1) / math.sqrt(n)
     return _number(mean), [_number(mean - half_width), _number(mean + half_width)]
 
 
@@ -120,23 +108,54 @@ def _model_by_seed(models: dict, estimator: str) -> dict:
     return by_seed
 
 
-def _quantity(differences: list[float], margin: float) -> dict:
-    """A paired quantity's mean difference, intervals (95% and 90%), sd and decision."""
-    mean, ci95 = t_interval(differences)
-    ci90 = t_interval(differences, confidence=0.90)[1]
+def finite_score(name: str, metric: str, value) -> float:
+    """``value``, or one line naming the model if it is not a finite number."""
+    if value is None or not math.isfinite(float(value)):
+        raise UserInputError(
+            f"{name}'s held-out {metric} is {value}: a diverged model cannot be compared; "
+            f"retrain it (delete its models/{name} directory) or leave its seed out")
+    return float(value)
+
+
+def quantity(differences: list[float], margin: float, pilot: list[bool] | None = None,
+              comparisons: int = 1) -> dict:
+    """A paired quantity's mean difference, intervals (95% and 90%), sd and decision; with a
+    ``pilot`` (which differences are the pilot's), the plan's intervals (:mod:`.plan`), and the
+    decision at α / ``comparisons``."""
     sd = summarize(differences)["std"]
+    if pilot is None:
+        mean, ci95 = t_interval(differences)
+        ci90 = t_interval(differences, confidence=0.90)[1]
+        return {"mean_difference": mean, "ci95": ci95, "std": sd,
+                **decision.decide(mean, ci95, ci90, sd, margin)}
+    pilot_values = [d for d, p in zip(differences, pilot) if p]
+    pilot_sd, n0 = float(np.std(pilot_values, ddof=1)), len(pilot_values)
+    mean, ci95 = plan.interval(differences, pilot_sd, n0, 0.95)
+    ci90 = plan.interval(differences, pilot_sd, n0, 0.90)[1]
+    decisive = None if comparisons == 1 else (
+        plan.interval(differences, pilot_sd, n0, 0.95, comparisons)[1],
+        plan.interval(differences, pilot_sd, n0, 0.90, comparisons)[1])
     return {"mean_difference": mean, "ci95": ci95, "std": sd,
-            **decision.decide(mean, ci95, ci90, sd, margin)}
+            **decision.decide(mean, ci95, ci90, sd, margin, decisive)}
 
 
-def _paired(models: dict, a: str, b: str, per_image: dict | None, margin: float) -> dict:
-    """Estimator a minus estimator b, seed by seed, on the seeds both have."""
+def _paired(models: dict, a: str, b: str, per_image: dict | None, margin: float,
+            design: dict | None = None) -> dict:
+    """Estimator a minus estimator b, seed by seed, on the seeds both have; with a ``design``
+    ({"pilot_seeds", "max_seeds", "comparisons"}), as the plan made from its pilot seeds."""
     names_a, names_b = _model_by_seed(models, a), _model_by_seed(models, b)
     seeds = sorted(set(names_a) & set(names_b))
+    pilot = comparisons = None
+    if design is not None:
+        pilot, comparisons = [s in design["pilot_seeds"] for s in seeds], design["comparisons"]
 
     def differences(metric):
-        return [models[names_a[s]]["heldout"][metric] - models[names_b[s]]["heldout"][metric]
+        return [finite_score(names_a[s], metric, models[names_a[s]]["heldout"][metric])
+                - finite_score(names_b[s], metric, models[names_b[s]]["heldout"][metric])
                 for s in seeds]
+
+    def scored(metric):
+        return quantity(differences(metric), margin, pilot, comparisons or 1)
 
     neg_elbo = differences("neg_elbo")
     per_seed = []
@@ -148,17 +167,23 @@ def _paired(models: dict, a: str, b: str, per_image: dict | None, margin: float)
         per_seed.append({"seed": int(seed), "difference": _number(difference),
                          "per_image_stderr": stderr})
     pair = {"estimators": [a, b], "metric": "neg_elbo", "seeds": [int(s) for s in seeds],
-            "differences": [_number(d) for d in neg_elbo], **_quantity(neg_elbo, margin),
-            "iwae_nll": _quantity(differences("iwae_nll"), margin), "per_seed": per_seed}
+            "differences": [_number(d) for d in neg_elbo], **scored("neg_elbo"),
+            "iwae_nll": scored("iwae_nll"), "per_seed": per_seed, "plan": None}
     if seeds and all(_has_reference(models[names[s]]["heldout"])
                      for names in (names_a, names_b) for s in seeds):
-        pair["reference_nll"] = _quantity(differences("reference_nll"), margin)
-    pair["better"] = decision.winner(pair["estimators"], pair["ci95"])
+        pair["reference_nll"] = scored("reference_nll")
+    pair["better"] = decision.winner(pair["estimators"],
+                                     pair["ci95"] if pair["decision"] == "better" else None)
+    if design is not None:
+        pair["plan"] = {**plan.make([d for d, p in zip(neg_elbo, pilot) if p], margin,
+                                    design["max_seeds"], len(seeds), comparisons),
+                        "pilot_seeds": [s for s, p in zip(seeds, pilot) if p]}
     return pair
 
 
 def compare(models: dict, per_image: dict | None = None,
-            margin: float = decision.DEFAULT_MARGIN, add_seeds=None) -> dict:
+            margin: float = decision.DEFAULT_MARGIN, add_seeds=None,
+            pilot: dict | None = None) -> dict:
     """Group models by configuration and compare the estimators within each.
 
     ``models``: name -> {"estimator", "seed", "configuration": {setting: value}, "heldout":
@@ -175,8 +200,11 @@ def compare(models: dict, per_image: dict | None = None,
     estimator is "better" (95% interval over seeds excludes 0) or None, and carries each
     quantity's decision for the equivalence ``margin`` (:func:`decision.decide`).
     ``add_seeds(seeds)``: the command that adds ``seeds`` to this run, for the verdict's
-    advice (optional).
+    advice (optional). ``pilot``: {"seeds", "max_seeds"} of a two-stage plan (``--until-decided``),
+    or None: every pair then carries its ``plan`` (:func:`plan.make`), its intervals are the
+    plan's, and its decision is taken at α / (the number of pairs in all configurations).
     """
+    decision.check_margin(margin)
     groups: list[tuple[dict, dict]] = []
     for name, model in models.items():
         for configuration, members in groups:
@@ -185,16 +213,19 @@ def compare(models: dict, per_image: dict | None = None,
                 break
         else:
             groups.append((model["configuration"], {name: model}))
+    estimators = [_by_estimator(members) for _, members in groups]
+    design = None if pilot is None else {
+        "pilot_seeds": set(pilot["seeds"]), "max_seeds": pilot["max_seeds"],
+        "comparisons": max(1, sum(math.comb(len(e), 2) for e in estimators))}
     blocks = []
-    for configuration, members in groups:
-        by_estimator = _by_estimator(members)
-        paired = [_paired(members, a, b, per_image, margin)
+    for (configuration, members), by_estimator in zip(groups, estimators):
+        paired = [_paired(members, a, b, per_image, margin, design)
                   for a, b in itertools.combinations(list(by_estimator), 2)]
         blocks.append({"configuration": dict(configuration), "by_estimator": by_estimator,
                        "paired": paired,
-                       "verdict": decision.verdict(by_estimator, paired, add_seeds)})
+                       "verdict": verdict.verdict(by_estimator, paired, add_seeds)})
     first = blocks[0] if blocks else {"configuration": None, "by_estimator": {}, "paired": [],
                                       "verdict": "no models: nothing to compare"}
     return {"configurations": blocks, "configuration": first["configuration"],
             "by_estimator": first["by_estimator"], "paired": first["paired"],
-            "verdict": first["verdict"] if len(blocks) <= 1 else decision.summary_verdict(blocks)}
+            "verdict": first["verdict"] if len(blocks) <= 1 else verdict.summary_verdict(blocks)}

@@ -138,25 +138,29 @@ def _pair(group: dict, records: dict, metric: str):
         return []
     (a, names_a), (b, names_b) = list(group["models"].items())[:2]
     by_seed_b = {records[n]["seed"]: n for n in names_b if records[n].get("heldout")}
-    return [records[n]["heldout"][metric] - records[by_seed_b[records[n]["seed"]]]["heldout"][
-        metric] for n in names_a if records[n].get("heldout") and records[n]["seed"] in by_seed_b]
+    pairs = sorted((records[n]["seed"], n, by_seed_b[records[n]["seed"]]) for n in names_a
+                   if records[n].get("heldout") and records[n]["seed"] in by_seed_b)
+    return [(seed, statistics.finite_score(n, metric, records[n]["heldout"][metric])
+             - statistics.finite_score(m, metric, records[m]["heldout"][metric]))
+            for seed, n, m in pairs]
 
 
-def _short_outcome(differences: list[float], ci95, ci90, margin: float) -> str:
-    if len(differences) < 2 or ci95 is None:
-        return f"{len(differences)} seed: no interval" if differences else "no pair"
-    found = decision.classify(ci95, ci90, margin)
-    if found == "better":
-        return "first better" if ci95[1] < 0 else "second better"
-    return found
+def _short_outcome(found: dict, count: int) -> str:
+    if count < 2:
+        return f"{count} seed: no interval" if count else "no pair"
+    if found["decision"] == "better":
+        return "first better" if found["ci95"][1] < 0 else "second better"
+    return found["decision"]
 
 
 def differences_figure(groups: list[dict], records: dict,
-                       margin: float = decision.DEFAULT_MARGIN) -> plt.Figure:
+                       margin: float = decision.DEFAULT_MARGIN, pilot: dict | None = None,
+                       comparisons: int = 1) -> plt.Figure:
     """A forest plot, one panel per likelihood: per configuration, the paired difference of
     held-out -ELBO (and IWAE-K) between the two estimators, each seed and the mean with its
-    95% (thin) and 90% (thick) t-intervals over seeds, the equivalence margin ±``margin`` as a
-    band; the decision beside each row."""
+    95% (thin) and 90% (thick) intervals over seeds (a plan's, given its ``pilot``), the
+    equivalence margin ±``margin`` as a band; the decision beside each row, as the report
+    takes it (over ``comparisons`` with a plan)."""
     likelihoods = list(dict.fromkeys(g["likelihood"] for g in groups))
     a, b = _estimators(groups)[:2]
     rows = max(sum(g["likelihood"] == lik for g in groups) for lik in likelihoods)
@@ -171,11 +175,13 @@ def differences_figure(groups: list[dict], records: dict,
         members = [g for g in groups if g["likelihood"] == likelihood]
         for y, group in enumerate(members):
             for metric, shift, style in (("neg_elbo", 0.0, "D"), ("iwae_nll", -0.28, "s")):
-                differences = _pair(group, records, metric)
-                if not differences:
+                pairs = _pair(group, records, metric)
+                if not pairs:
                     continue
-                mean, ci95 = statistics.t_interval(differences)
-                ci90 = statistics.t_interval(differences, confidence=0.90)[1]
+                seeds, differences = zip(*pairs)
+                mask = None if pilot is None else [s in pilot["seeds"] for s in seeds]
+                found = statistics.quantity(list(differences), margin, mask, comparisons)
+                mean, ci95, ci90 = found["mean_difference"], found["ci95"], found["ci90"]
                 colour = "black" if metric == "neg_elbo" else "grey"
                 tag(ax.plot(differences, [y + shift] * len(differences), color=colour, ms=3,
                             **{k: v for k, v in SEED_STYLE.items() if k != "ms"}), likelihood)
@@ -187,7 +193,7 @@ def differences_figure(groups: list[dict], records: dict,
                     tag(ax.plot(ci90, [y + shift] * 2, color=colour, lw=3, solid_capstyle="butt"),
                         likelihood)
                 if metric == "neg_elbo":
-                    outcome = _short_outcome(differences, ci95, ci90, margin)
+                    outcome = _short_outcome(found, len(differences))
                     ax.annotate(names.get(outcome, outcome), (1, y), xycoords=("axes fraction",
                                 "data"), xytext=(6, 0), textcoords="offset points", va="center",
                                 color=winners.get(outcome, "dimgrey"))
@@ -267,21 +273,24 @@ def _needs(kind: str, records: dict) -> bool:
     return True
 
 
-def build(kind: str, records: dict, margin: float = decision.DEFAULT_MARGIN) -> list[plt.Figure]:
+def build(kind: str, records: dict, margin: float = decision.DEFAULT_MARGIN,
+          pilot: dict | None = None) -> list[plt.Figure]:
     """The pages of one figure kind, not saved (for tests and notebooks); ``margin``: the
-    equivalence margin of the differences figure."""
+    equivalence margin of the differences figure, ``pilot``: its plan's (:func:`plan.pilot`)."""
     if not records or not _needs(kind, records):
         return []
     groups = facets.group(records)
     per_page = (FOREST_ROWS_PER_PAGE if kind == "differences"
                 else MAX_COLS * rows_per_page(PANELS[kind][1]))
-    extra = {"margin": margin} if kind == "differences" else {}
+    comparisons = max(1, sum(len(g["models"]) * (len(g["models"]) - 1) // 2 for g in groups))
+    extra = ({"margin": margin, "pilot": pilot, "comparisons": comparisons}
+             if kind == "differences" else {})
     return [FIGURES[kind](page, records, **extra) for page in pages(groups, per_page)]
 
 
 def render_all(records: dict, figures_dir: Path, load_model=None, test_images=None,
                test_labels=None, seed: int = 0, all_models: bool = False,
-               margin: float = decision.DEFAULT_MARGIN) -> list[Path]:
+               margin: float = decision.DEFAULT_MARGIN, pilot: dict | None = None) -> list[Path]:
     """Every figure of a run into ``figures_dir``; returns their paths. With ``load_model``
     (name -> trained VAE) and the test set, also the image figures of
     :mod:`.model_figures`: for the lowest seed of each configuration and estimator, or,
@@ -289,7 +298,7 @@ def render_all(records: dict, figures_dir: Path, load_model=None, test_images=No
     render that this one did not draw are removed, so the directory matches the report."""
     figures_dir = Path(figures_dir)
     paths = [save(fig, page_path(figures_dir, kind, i))
-             for kind in FIGURES for i, fig in enumerate(build(kind, records, margin))]
+             for kind in FIGURES for i, fig in enumerate(build(kind, records, margin, pilot))]
     if load_model is not None and test_images is not None:
         from vae_model.results import model_figures  # TensorFlow only where models are drawn
 

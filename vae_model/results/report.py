@@ -21,8 +21,7 @@ from pathlib import Path, PurePosixPath
 import pandas as pd
 
 from vae_model import UserInputError
-from vae_model.evaluation import statistics
-from vae_model.evaluation import decision
+from vae_model.evaluation import plan, statistics, verdict
 from vae_model.evaluation.decision import DEFAULT_MARGIN
 from vae_model.model.config import ModelConfig
 from vae_model.results import facets
@@ -69,10 +68,11 @@ UNITS = ("Held-out scores on the Fashion-MNIST test images, nats per image (lowe
 
 
 def collect_metrics(checkpoint_dirs: list[str], margin: float = DEFAULT_MARGIN,
-                    add_seeds=None) -> dict:
+                    add_seeds=None, pilot: dict | None = None) -> dict:
     """metrics.json's content: per model, its settings, held-out scores and history, and the
     estimator comparison per configuration (:func:`vae_model.evaluation.statistics.compare`,
-    with each seed's per-image standard error where per_image.csv exists)."""
+    with each seed's per-image standard error where per_image.csv exists, and the two-stage
+    plan of ``pilot``, if any)."""
     models, per_image = {}, {}
     for directory in map(store.location, checkpoint_dirs):
         state = storage.read_json(directory / "state.json")
@@ -95,7 +95,7 @@ def collect_metrics(checkpoint_dirs: list[str], margin: float = DEFAULT_MARGIN,
         if (directory / PER_IMAGE_FILE).exists():
             with (directory / PER_IMAGE_FILE).open("rb") as table:
                 per_image[config.name] = pd.read_csv(table)
-    comparison = statistics.compare(models, per_image or None, margin, add_seeds)
+    comparison = statistics.compare(models, per_image or None, margin, add_seeds, pilot)
     return {"units": "nats per image", "models": models, "comparison": comparison}
 
 
@@ -144,7 +144,8 @@ def write_report(run: Path, checkpoint_dirs: list[str], parameters: dict, data_f
     run = store.location(run)
     metrics = collect_metrics(checkpoint_dirs,
                               parameters.get("equivalence_margin", DEFAULT_MARGIN),
-                              decision.add_seeds_command(run.name, parameters))
+                              verdict.add_seeds_command(run.name, parameters),
+                              plan.pilot(parameters))
     metrics["run_id"] = run.name
     storage.write_json(run / "metrics.json", metrics)
     storage.write_text(run / "comparison.csv", comparison_table(metrics).to_csv(index=False))
@@ -220,8 +221,14 @@ def _blocks(run: Path, metrics: dict, parameters: dict, data_facts: dict, figure
     records = model_records(metrics)
     tables = summary_tables(metrics)
     blocks = [("h1", f"VAE run {run.name}"),
-              ("strong", f"Verdict: {comparison.get('verdict', 'not computed')}."),
-              ("table", tables[0][1])]
+              ("strong", f"Verdict: {comparison.get('verdict', 'not computed')}.")]
+    plans = verdict.plan_lines(comparison.get("configurations", []),
+                               lambda block: facets.title(block["configuration"]))
+    if plans:
+        blocks.append(("p" if len(plans) == 1 else "list",
+                       f"Plan (Stein's two-stage, docs/method.md): {plans[0]}." if len(plans) == 1
+                       else [f"Plan: {line}" for line in plans]))
+    blocks.append(("table", tables[0][1]))
     sentences = verdict_sentences(metrics)
     if len(sentences) > 1:
         blocks.append(("list", sentences))

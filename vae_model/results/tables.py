@@ -11,7 +11,7 @@ import math
 
 import pandas as pd
 
-from vae_model.evaluation import decision
+from vae_model.evaluation import decision, verdict
 from vae_model.results import facets
 
 
@@ -92,7 +92,7 @@ def _first_pair(block: dict) -> dict | None:
 
 
 def short_verdict(pair: dict | None) -> str:
-    return decision.outcome(pair, facets.estimator_label)
+    return verdict.outcome(pair, facets.estimator_label)
 
 
 def _difference_cell(pair: dict | None) -> str:
@@ -104,9 +104,18 @@ def _difference_cell(pair: dict | None) -> str:
     return text
 
 
+def _count(n: int) -> str:
+    return str(n) if n < decision.MAX_SEEDS else f"> {decision.MAX_SEEDS}"
+
+
 def _seeds_needed_cell(pair: dict | None) -> str:
+    """Seeds to detect a margin-sized difference / for equivalence; the latter assumes a true
+    difference of 0, so it is '–' when the mean already lies outside the margin."""
     needed = (pair or {}).get("seeds_needed")
-    return "–" if not needed else f"{needed['detect']} / {needed['equivalence']}"
+    if not needed:
+        return "–"
+    applies = decision.equivalence_count_applies(pair)
+    return f"{_count(needed['detect'])} / {_count(needed['equivalence']) if applies else '–'}"
 
 
 def _estimators(metrics: dict) -> list[str]:

@@ -56,6 +56,13 @@ def load_manifest(run: Path) -> dict:
     return content
 
 
+def recorded_parameters(run: Path) -> dict | None:
+    """The parameters a run was started with, as its manifest records them; None for a run
+    without a manifest."""
+    manifest = run / "manifest.json"
+    return storage.read_json(manifest).get("parameters") if manifest.exists() else None
+
+
 def ensure_writable(directory: Path) -> Path:
     """Fail now, with the fix, rather than after training when the first file is written."""
     if store.is_remote(directory):
