@@ -17,7 +17,7 @@ import pandas as pd
 from PIL import Image
 
 from vae_model.results import history, report
-from vae_model.results.tables import cell, markdown_table
+from vae_model.results.tables import cell, markdown_table, plan_sentences
 from vae_model.runs import storage, store
 
 RUN_BUDGET = 1_500_000  # bytes of artifact data per run, all artifacts together
@@ -108,6 +108,14 @@ def verdict(metrics: dict) -> str | None:
     return (metrics.get("comparison") or {}).get("verdict")
 
 
+def _headline(metrics: dict) -> list[str]:
+    """The verdict, and under it the plan that fixed its seeds (if the run had one)."""
+    if not verdict(metrics):
+        return []
+    plans = plan_sentences(metrics)
+    return [f"**Verdict:** {verdict(metrics)}", ""] + (plans + [""] if plans else [])
+
+
 def _caption(path: Path) -> str:
     try:
         return report.caption(path)
@@ -119,9 +127,7 @@ def report_markdown(run: Path, metrics: dict, budget: int = REPORT_BUDGET) -> st
     """Verdict, tables, then every figure inline, previews shrunk until the whole fits
     ``budget`` bytes (figures that do not fit even at the smallest width are left out, and
     the text says so)."""
-    head = [f"# VAE run `{run.name}`", ""]
-    if verdict(metrics):
-        head += [f"**Verdict:** {verdict(metrics)}", ""]
+    head = [f"# VAE run `{run.name}`", "", *_headline(metrics)]
     head += ["Held-out scores on the Fashion-MNIST test images, nats per image (lower is "
              "better); every model is scored with the analytic KL.", ""]
     head += tables_markdown(report.summary_tables(metrics))
@@ -185,8 +191,7 @@ def build(run: Path, artifacts_root: str, last: int = 20) -> dict:
     entries = history.runs(artifacts_root, complete=run.name)
     chosen = history.series(entries, provenance["configuration"], last=last)
     title, frame = report.summary_tables(metrics)[0]
-    summary = [f"# VAE run `{run.name}`", ""] + (
-        [f"**Verdict:** {verdict(metrics)}", ""] if verdict(metrics) else []) + [
+    summary = [f"# VAE run `{run.name}`", "", *_headline(metrics),
         *tables_markdown([(title, frame)]),
         "Figures and every model: the `vae-report` artifact; on disk "
         f"`{run / 'report.html'}`."]

@@ -21,6 +21,10 @@ from vae_model.runs import storage
     (["--concurrency", "0"], "--concurrency must be > 0"),
     (["--batch-size", "100000"], "larger than the 60000 training images"),
     (["--data-dir", "/nonexistent"], "data directory /nonexistent does not exist"),
+    (["--seeds", "4", "--until-decided"], "--until-decided needs at least 2 pilot seeds, got 1"),
+    (["--seeds", "0-9", "--until-decided", "--max-seeds", "5"],
+     "--max-seeds 5 is fewer than the 10 pilot seeds"),
+    (["--max-seeds", "0"], "--max-seeds must be > 0, got 0"),
 ])
 def test_bad_parameters_get_one_line_and_exit_2(args, message, capsys, tmp_path):
     code = main(["run", "--artifacts-dir", str(tmp_path), *args])
@@ -46,3 +50,17 @@ def test_rerun_of_a_failed_run_names_the_failed_stage(capsys, tmp_path):
     assert code == 2 and err.count("\n") == 1
     assert "run broken failed at stage train-analytic-s0 (-ELBO became nan)" in err
     assert "vae-pipeline run --run-id broken" in err
+
+
+def test_a_plan_once_made_refuses_another_margin_before_any_work(capsys, tmp_path):
+    run = tmp_path / "runs" / "decided"
+    manifest = {"run_id": "decided", "status": "complete", "models": {}, "parameters": {
+        "seeds": [0, 1, 2, 3, 4], "until_decided": True, "equivalence_margin": 1.0,
+        "max_seeds": 50}}
+    storage.write_json(run / "manifest.json", manifest)
+    code = main(["run", "--artifacts-dir", str(tmp_path), "--run-id", "decided", "--seeds",
+                 "0-4", "--until-decided", "--equivalence-margin", "0.5"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "this run's plan was made with --equivalence-margin 1; a plan is fixed" in err
+    assert storage.read_json(run / "manifest.json") == manifest  # nothing recorded

@@ -18,3 +18,19 @@ def test_unknown_choice_is_refused_by_argparse(capsys):
         main(["run", "--estimators", "exact"])
     assert exit_.value.code == 2
     assert "invalid choice: 'exact'" in capsys.readouterr().err
+
+
+def test_seeds_take_ranges_as_the_advice_prints_them():
+    from flows.cli.parser import build_parser
+
+    args = build_parser().parse_args(["run", "--seeds", "0-3", "7", "9-10"])
+    assert args.seeds == [0, 1, 2, 3, 7, 9, 10]
+    assert build_parser().parse_args(["run"]).seeds == [0, 1, 2]
+
+
+@pytest.mark.parametrize("token", ["3-x", "a", "2-"])
+def test_a_seed_token_that_is_no_seed_is_refused(token, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "--seeds", token])
+    assert exit_.value.code == 2
+    assert "is not a seed or a range of seeds such as 0-9" in capsys.readouterr().err

@@ -137,3 +137,41 @@ def test_topping_up_after_a_look_inflates_false_better_and_the_plan_does_not():
     assert topped["one_look_better"] == pytest.approx(0.05, abs=TOLERANCE)
     assert topped["better"] > 0.075  # two looks at α = 0.05 each
     assert simulation.stein(0.0, 0.8, 3, draws=DRAWS)["better"] <= 0.05 + TOLERANCE
+
+
+def test_a_sweep_plans_each_configuration_and_decides_at_alpha_over_m():
+    from tests.helpers import fake_runs
+
+    records = fake_runs.records(fake_runs.configs(seeds=range(6), latent_sizes=(2, 8)))
+    comparison = statistics.compare(records, pilot={"seeds": [0, 1, 2, 3], "max_seeds": 6})
+    blocks = comparison["configurations"]
+    assert len(blocks) == 2
+    for block in blocks:
+        found = block["paired"][0]["plan"]
+        assert found["comparisons"] == 2 and found["adjustment"] == "bonferroni"
+        assert found["pilot_seeds"] == [0, 1, 2, 3] and found["seeds_run"] == 6
+        # planned at α/2: t_{1-0.0125, 3} = 4.177 where one comparison would use 3.182
+        pilot_sd = found["pilot_sd"]
+        assert found["seeds_planned"] == max(4, math.ceil((4.1765 * pilot_sd / 0.5) ** 2))
+    assert "Bonferroni" in comparison["verdict"]
+
+
+def test_the_differences_figure_decides_as_the_report_does_under_a_plan():
+    from tests.helpers import fake_runs
+    from vae_model.results import figures
+
+    # a pilot of wide spread and later seeds of narrow spread: the plain interval over all
+    # seeds excludes 0, the plan's (the pilot's sd) does not
+    records = fake_runs.records(fake_runs.configs(seeds=range(6)))
+    for seed, difference in enumerate([-2.0, -0.2, -1.2, -1.0, -1.05, -0.95]):
+        base = records[f"monte_carlo-s{seed}"]["heldout"]["neg_elbo"]
+        records[f"analytic-s{seed}"]["heldout"]["neg_elbo"] = base + difference
+    plain = statistics.compare(records)["paired"][0]
+    pilot = {"seeds": [0, 1, 2], "max_seeds": 6}
+    planned = statistics.compare(records, pilot=pilot)["paired"][0]
+    assert plain["decision"] == "better" and planned["decision"] == "inconclusive"
+    for found, kwargs in ((plain, {}), (planned, {"pilot": pilot})):
+        fig, = figures.build("differences", records, **kwargs)
+        labels = [t.get_text() for t in fig.axes[0].texts]
+        assert labels == (["analytic KL better"] if found["decision"] == "better"
+                          else ["inconclusive"]), labels

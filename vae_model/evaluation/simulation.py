@@ -32,28 +32,39 @@ def _t_halves(sd, n, confidence_df=None):
             np.vectorize(decision.t_quantile)(0.95, df) * sd / np.sqrt(n))
 
 
-def _pilot(rng, true_difference: float, sd: float, pilot: int, draws: int):
-    values = rng.normal(true_difference, sd, size=(draws, pilot))
+def _pilot(rng, true_difference: float, sd: float, pilot: int, draws: int, outliers=None):
+    centre = true_difference - (outliers[0] * outliers[1] if outliers else 0.0)
+    values = rng.normal(centre, sd, size=(draws, pilot))
+    if outliers:
+        values += outliers[1] * (rng.random(values.shape) < outliers[0])
     return values.mean(1), values.std(1, ddof=1)
 
 
-def _more(rng, true_difference: float, sd: float, count: np.ndarray) -> np.ndarray:
+def _more(rng, true_difference: float, sd: float, count: np.ndarray,
+          outliers=None) -> np.ndarray:
     """The mean of ``count`` further differences (any value where count is 0)."""
-    return rng.normal(true_difference, sd / np.sqrt(np.maximum(count, 1)))
+    count = np.maximum(count, 1)
+    if not outliers:
+        return rng.normal(true_difference, sd / np.sqrt(count))
+    share, shift = outliers
+    centre = true_difference - share * shift
+    return rng.normal(centre, sd / np.sqrt(count)) + shift * rng.binomial(count, share) / count
 
 
 def stein(true_difference: float, sd: float, pilot: int, margin: float = 1.0,
           draws: int = DRAWS, seed: int = 0, comparisons: int = 1,
-          looked: bool = False) -> dict:
+          looked: bool = False, outliers: tuple[float, float] | None = None) -> dict:
     """The plan's rates: ``coverage`` of its 95% interval, ``better`` and ``equivalent`` (the
     decisions' frequencies), ``decisive``, and the seeds it trains (``mean_seeds``, ``p90``).
     ``looked``: the pilot was a plain run looked at first, and the plan ran only when that
-    run was inconclusive (the decisions count both looks)."""
+    run was inconclusive (the decisions count both looks). ``outliers``: (share, shift), a
+    skewed law: that share of the seeds' differences moved by ``shift`` nats (the mean stays
+    ``true_difference``; ``sd`` is then the rest's)."""
     rng = np.random.default_rng(seed)
-    mean0, sd0 = _pilot(rng, true_difference, sd, pilot, draws)
+    mean0, sd0 = _pilot(rng, true_difference, sd, pilot, draws, outliers)
     planned = np.vectorize(plan.seeds_planned)(sd0, pilot, margin, comparisons)
     added = planned - pilot
-    mean = (pilot * mean0 + added * _more(rng, true_difference, sd, added)) / planned
+    mean = (pilot * mean0 + added * _more(rng, true_difference, sd, added, outliers)) / planned
     quantile = functools.partial(plan.quantile, pilot_count=pilot, comparisons=comparisons)
     half95 = quantile(0.95) * sd0 / np.sqrt(planned)
     half90 = quantile(0.90) * sd0 / np.sqrt(planned)
@@ -123,6 +134,15 @@ def report(draws: int = DRAWS) -> str:
             lines.append(f"| {pilot} | {sd} | {zero['coverage']:.4f} | {zero['better']:.4f} | "
                          f"{edge['equivalent']:.4f} | {half['decisive']:.4f} | "
                          f"{zero['mean_seeds']:.1f} | {zero['p90_seeds']:.0f} |")
+    lines += ["", "Skewed differences: a fifth of the seeds 3 nats lower, the rest sd 0.9 "
+              "(overall sd 1.5):", "",
+              "| pilot | coverage | better at Δ=0 | equivalent at Δ=δ | mean seeds |",
+              "|---|---|---|---|---|"]
+    for pilot in (5, 10):
+        zero = stein(0.0, 0.9, pilot, draws=draws, outliers=(0.2, -3.0))
+        edge = stein(1.0, 0.9, pilot, draws=draws, seed=1, outliers=(0.2, -3.0))
+        lines.append(f"| {pilot} | {zero['coverage']:.4f} | {zero['better']:.4f} | "
+                     f"{edge['equivalent']:.4f} | {zero['mean_seeds']:.1f} |")
     lines += ["", "A plain run looked at first, then a plan from its seeds if it was "
               "inconclusive (sd 0.8):", "", "| pilot | better at Δ=0 | equivalent at Δ=δ |",
               "|---|---|---|"]

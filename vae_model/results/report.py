@@ -25,8 +25,8 @@ from vae_model.evaluation import plan, statistics, verdict
 from vae_model.evaluation.decision import DEFAULT_MARGIN
 from vae_model.model.config import ModelConfig
 from vae_model.results import facets
-from vae_model.results.tables import (markdown_table, model_records, summary_tables,
-                                     verdict_sentences)
+from vae_model.results.tables import (markdown_table, model_records, plan_sentences,
+                                     summary_tables, verdict_sentences)
 from vae_model.runs import provenance, registry, storage, store
 from vae_model.runs.directory import EVALUATION_FILE, PER_IMAGE_FILE
 
@@ -221,14 +221,8 @@ def _blocks(run: Path, metrics: dict, parameters: dict, data_facts: dict, figure
     records = model_records(metrics)
     tables = summary_tables(metrics)
     blocks = [("h1", f"VAE run {run.name}"),
-              ("strong", f"Verdict: {comparison.get('verdict', 'not computed')}.")]
-    plans = verdict.plan_lines(comparison.get("configurations", []),
-                               lambda block: facets.title(block["configuration"]))
-    if plans:
-        blocks.append(("p" if len(plans) == 1 else "list",
-                       f"Plan (Stein's two-stage, docs/method.md): {plans[0]}." if len(plans) == 1
-                       else [f"Plan: {line}" for line in plans]))
-    blocks.append(("table", tables[0][1]))
+              ("strong", f"Verdict: {comparison.get('verdict', 'not computed')}."),
+              *[("p", line) for line in plan_sentences(metrics)], ("table", tables[0][1])]
     sentences = verdict_sentences(metrics)
     if len(sentences) > 1:
         blocks.append(("list", sentences))

@@ -147,6 +147,14 @@ def verdict_table(metrics: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def plan_sentences(metrics: dict) -> list[str]:
+    """The two-stage plan behind each planned comparison, one line each (none without a
+    plan): "Plan (Stein's two-stage): pilot 10 seeds, sd 0.81 → 19 seeds planned, 19 run"."""
+    blocks = (metrics.get("comparison") or {}).get("configurations", [])
+    return [f"Plan (Stein's two-stage): {line}" for line in verdict.plan_lines(
+        blocks, lambda block: facets.title(block["configuration"]))]
+
+
 def verdict_sentences(metrics: dict) -> list[str]:
     """Each configuration's one-sentence verdict, prefixed by its name."""
     return [f"{group['title']}: {block['verdict']}" for group, block in _blocks_by_group(metrics)
