@@ -123,7 +123,8 @@ def plan_seeds(checkpoint_dirs: list[str], equivalence_margin: float, pilot: dic
             additions.append({"configuration": block["configuration"], "seeds": seeds})
             logger.info("plan for %s: %s; stage 2 %s", facets.title(block["configuration"]),
                         plan.summary({**pair["plan"], "seeds_run": plan.target(pair["plan"])}),
-                        f"adds {len(seeds)} seeds ({plan.seed_ranges(seeds)})" if seeds
+                        f"adds {len(seeds)} seed{'s' * (len(seeds) != 1)} "
+                        f"({plan.seed_ranges(seeds)})" if seeds
                         else "adds no seeds: the pilot is enough")
     return additions
 

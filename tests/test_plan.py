@@ -61,7 +61,7 @@ def test_a_capped_plan_says_so_and_decides_from_the_plans_interval():
     assert pair["ci95"][1] - pair["mean_difference"] == pytest.approx(half, abs=1e-3)
     assert pair["decision"] == "inconclusive"
     assert "capped at 5 seeds by the plan's --max-seeds: half-width 1.44 nats against the " \
-           "0.5 planned" in comparison["verdict"]
+           "planned 0.5" in comparison["verdict"]
     assert "add seeds" not in comparison["verdict"]  # a plan is not topped up
 
 

@@ -53,7 +53,7 @@ def _plan_phrase(pair: dict) -> str:
     if found["capped"]:
         half = (pair["ci95"][1] - pair["ci95"][0]) / 2
         return (f"; capped at {found['max_seeds']} seeds by the plan's --max-seeds: half-width "
-                f"{half:.2f} nats against the {found['target_half_width']:g} planned")
+                f"{half:.2f} nats against the planned {found['target_half_width']:g}")
     if found["seeds_run"] < plan.target(found):
         return (f"; the plan's stage 2 is not complete ({found['seeds_run']} of "
                 f"{plan.target(found)} seeds)")
