@@ -5,18 +5,12 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from tests.helpers import fake_runs
 from vae_model.evaluation import decision, statistics, verdict
 
 
 def pair_of(differences, margin=1.0):
-    models = {}
-    for seed, d in enumerate(differences):
-        for estimator, value in (("analytic", 260.0 + d), ("monte_carlo", 260.0)):
-            models[f"{estimator}-s{seed}"] = {
-                "estimator": estimator, "seed": seed, "configuration": {},
-                "heldout": {"neg_elbo": value, "kl": 6.0, "reconstruction": value - 6.0,
-                            "iwae_nll": value - 2.0, "iwae_k": 100}}
-    result = statistics.compare(models, margin=margin,
+    result = statistics.compare(fake_runs.paired_models(differences), margin=margin,
                                 add_seeds=lambda seeds, until_decided=False: (
                                     f"{'PLAN' if until_decided else 'ADD'} "
                                     f"{' '.join(map(str, seeds))}"))
@@ -109,7 +103,6 @@ def test_the_add_seeds_command_repeats_the_runs_other_settings():
 
 
 def test_a_non_finite_score_is_one_line_naming_the_model_in_the_report_and_the_figure():
-    from tests.helpers import fake_runs
     from vae_model import UserInputError
     from vae_model.results import figures
 

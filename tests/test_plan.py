@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 
+from tests.helpers import fake_runs
 from vae_model import UserInputError
 from vae_model.evaluation import plan, simulation, statistics
 
@@ -38,14 +39,7 @@ def test_the_plan_interval_uses_the_pilots_sd_and_degrees_of_freedom():
 
 
 def pair_from(differences, pilot_seeds, max_seeds=50, margin=1.0):
-    models = {}
-    for seed, d in enumerate(differences):
-        for estimator, value in (("analytic", 260.0 + d), ("monte_carlo", 260.0)):
-            models[f"{estimator}-s{seed}"] = {
-                "estimator": estimator, "seed": seed, "configuration": {},
-                "heldout": {"neg_elbo": value, "kl": 6.0, "reconstruction": value - 6.0,
-                            "iwae_nll": value - 1.0, "iwae_k": 100}}
-    return statistics.compare(models, margin=margin,
+    return statistics.compare(fake_runs.paired_models(differences), margin=margin,
                               pilot={"seeds": pilot_seeds, "max_seeds": max_seeds})
 
 
@@ -140,8 +134,6 @@ def test_topping_up_after_a_look_inflates_false_better_and_the_plan_does_not():
 
 
 def test_a_sweep_plans_each_configuration_and_decides_at_alpha_over_m():
-    from tests.helpers import fake_runs
-
     records = fake_runs.records(fake_runs.configs(seeds=range(6), latent_sizes=(2, 8)))
     comparison = statistics.compare(records, pilot={"seeds": [0, 1, 2, 3], "max_seeds": 6})
     blocks = comparison["configurations"]
@@ -157,7 +149,6 @@ def test_a_sweep_plans_each_configuration_and_decides_at_alpha_over_m():
 
 
 def test_the_differences_figure_decides_as_the_report_does_under_a_plan():
-    from tests.helpers import fake_runs
     from vae_model.results import figures
 
     # a pilot of wide spread and later seeds of narrow spread: the plain interval over all

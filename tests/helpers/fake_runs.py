@@ -74,6 +74,19 @@ def records(model_configs: list[ModelConfig], with_stderr: bool = True) -> dict:
     return result
 
 
+def paired_models(differences) -> dict:
+    """One configuration, a model per estimator and seed, whose held-out scores differ (analytic
+    minus Monte-Carlo) by ``differences[seed]`` (statistics.compare's input)."""
+    models = {}
+    for seed, d in enumerate(differences):
+        for estimator, value in (("analytic", 260.0 + d), ("monte_carlo", 260.0)):
+            models[f"{estimator}-s{seed}"] = {
+                "estimator": estimator, "seed": seed, "configuration": {},
+                "heldout": {"neg_elbo": value, "kl": 6.0, "reconstruction": value - 6.0,
+                            "iwae_nll": value - 2.0, "iwae_k": 100}}
+    return models
+
+
 def write_model_dirs(run, model_configs: list[ModelConfig], with_evaluation_extras=True) -> list:
     """``models/<name>/`` with state.json, evaluation.json and (optionally) per_image.csv, as
     training and evaluation write them; returns the directories as strings."""
