@@ -14,6 +14,7 @@ from flows.parameters import (Architecture, Draws, Estimator, LearningRate, Like
 from flows.recipe import compare_models, default_run_id
 from tasks import guard, verify_data
 from vae_model.evaluation import plan
+from vae_model.evaluation.decision import DEFAULT_MARGIN
 from vae_model.runs import directory
 
 
@@ -34,7 +35,7 @@ def vae_pipeline(
     data_dir: str | None = None,
     artifacts_dir: str = "artifacts",
     run_id: RunId = None,
-    equivalence_margin: Margin = 1.0,
+    equivalence_margin: Margin = DEFAULT_MARGIN,
     until_decided: bool = False,
     max_seeds: PositiveInt = plan.DEFAULT_MAX_SEEDS,
 ) -> str:
@@ -45,7 +46,7 @@ def vae_pipeline(
     at most ``max_seeds`` in all per configuration."""
     parameters = dict(flow_run.parameters)
     run_path = directory.run_dir(artifacts_dir, run_id or default_run_id())
-    plan.check(parameters, directory.recorded_parameters(run_path))  # before a failure record
+    plan.check(parameters, directory.recorded_plan(run_path))  # before a failure record
     with guard.writing(run_path, parameters):  # one writer; failures recorded
         directory.ensure_writable(run_path)
         data = verify_data(data_dir)

@@ -12,6 +12,7 @@ from flows.grid import with_seeds
 from tasks import (evaluate_model, plan_seeds, publish_results, render_figures, train_model,
                    write_report)
 from tasks.caching import results_beside
+from vae_model.evaluation.decision import DEFAULT_MARGIN
 from vae_model.model.config import ModelConfig
 
 
@@ -26,7 +27,7 @@ def default_run_id() -> str:
 
 def compare_models(models: list[ModelConfig], data: dict, run_path: Path, artifacts_dir: str,
                    iwae_k: int, gradient_draws: int, all_model_figures: bool = False,
-                   equivalence_margin: float = 1.0, pilot: dict | None = None) -> str:
+                   equivalence_margin: float = DEFAULT_MARGIN, pilot: dict | None = None) -> str:
     """Train the models concurrently (as the flow's task runner allows), evaluate each as soon as
     it is trained; with a ``pilot`` (a two-stage plan), train and evaluate the seeds the plan
     adds; then figures, report and Prefect artifacts. Returns report.md's path."""
@@ -42,14 +43,14 @@ def compare_models(models: list[ModelConfig], data: dict, run_path: Path, artifa
                      for m, t in zip(batch, trained)]
         return [t.result() for t in trained], [e.result() for e in evaluated]
 
+    # the same test images and prior draws in every model's figures, and in a rerun's
+    figure_seed = min(m.seed for m in models)
     checkpoints, evaluations = train_and_evaluate(models)
     if pilot is not None:  # stage 2: the seeds the pilot's spread asks for, decided at the end
-        added = with_seeds(models, plan_seeds(checkpoints, equivalence_margin, pilot))
+        added = with_seeds(models, plan_seeds(str(run_path), checkpoints,
+                                              dict(flow_run.parameters)))
         more_checkpoints, more_evaluations = train_and_evaluate(added)
-        models, checkpoints = models + added, checkpoints + more_checkpoints
-        evaluations += more_evaluations
-    # the same test images and prior draws in every model's figures
-    figure_seed = min(m.seed for m in models)
+        checkpoints, evaluations = checkpoints + more_checkpoints, evaluations + more_evaluations
     figures = draw(checkpoints, evaluations, data, str(run_path), figure_seed,
                    all_model_figures, equivalence_margin, pilot)
     report = report_on(str(run_path), checkpoints, evaluations, figures,

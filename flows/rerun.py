@@ -13,6 +13,7 @@ from flows.parameters import Draws, PositiveInt
 from tasks import guard, publish_results
 from tasks.caching import results_beside
 from vae_model.evaluation import plan
+from vae_model.evaluation.decision import DEFAULT_MARGIN
 from vae_model.runs import directory, store
 
 Stage = Literal["evaluate", "figures", "report"]
@@ -45,7 +46,7 @@ def rerun_stage(stage: Stage, run_id: str, artifacts_dir: str = "artifacts",
             figures = render_figures.with_options(refresh_cache=force)(
                 checkpoints, evaluations, data, str(run_path), min(parameters["seeds"]),
                 parameters.get("all_model_figures", False),
-                parameters.get("equivalence_margin", 1.0), plan.pilot(parameters))
+                parameters.get("equivalence_margin", DEFAULT_MARGIN), plan.pilot(parameters))
         report = write_report.with_options(refresh_cache=force or stage != "report")(
             str(run_path), checkpoints, evaluations, figures, parameters, data)
         return publish_results(str(run_path), artifacts_dir, report)

@@ -14,9 +14,11 @@ from tasks import guard
 from tasks.caching import policy
 from vae_model import UserInputError, stages
 from vae_model.evaluation import plan
+from vae_model.evaluation.decision import DEFAULT_MARGIN
 from vae_model.model.config import ModelConfig
 from vae_model.results import facets, report
 from vae_model.runs import storage, store
+from vae_model.runs.directory import PLAN_FILE
 
 # No task carries tags: Prefect 3.8.8 asks the server for tag concurrency slots whenever a tagged
 # task starts, and on the default SQLite server that request, racing the other worker's writes,
@@ -110,12 +112,14 @@ def evaluate_model(model_name: str, checkpoint_dir: str, data_facts: dict, iwae_
 
 
 @task(name="plan-seeds", task_run_name="plan-seeds")
-def plan_seeds(checkpoint_dirs: list[str], equivalence_margin: float, pilot: dict) -> list[dict]:
+def plan_seeds(run_dir: str, checkpoint_dirs: list[str], parameters: dict) -> list[dict]:
     """Stage 2 of a two-stage plan: from the pilot's evaluated models, per configuration the
-    seeds to add ({"configuration", "seeds"}); logs each plan (never cached: it reads only
+    seeds to add ({"configuration", "seeds"}); records the plan's settings in the run's
+    plan.json (from then on they are fixed) and logs each plan (never cached: it reads only
     what the pilot's stages return)."""
-    comparison = report.collect_metrics(checkpoint_dirs, equivalence_margin,
-                                        pilot=pilot)["comparison"]
+    comparison = report.collect_metrics(checkpoint_dirs, parameters["equivalence_margin"],
+                                        pilot=plan.pilot(parameters))["comparison"]
+    storage.write_json(store.location(run_dir) / PLAN_FILE, plan.settings(parameters))
     additions, logger = [], get_run_logger()
     for block in comparison["configurations"]:
         for pair in block["paired"][:1]:  # two estimators: one pair per configuration
@@ -134,7 +138,8 @@ def plan_seeds(checkpoint_dirs: list[str], equivalence_margin: float, pilot: dic
       persist_result=True)
 def render_figures(checkpoint_dirs: list[str], evaluation_paths: list[str], data_facts: dict,
                    run_dir: str, seed: int, all_models: bool = False,
-                   equivalence_margin: float = 1.0, pilot: dict | None = None) -> list[str]:
+                   equivalence_margin: float = DEFAULT_MARGIN,
+                   pilot: dict | None = None) -> list[str]:
     """The run's figures; per-model image figures for one seed per configuration and estimator
     unless ``all_models``; the equivalence margin as a band in the differences figure, whose
     intervals are the plan's when there is one (``pilot``)."""

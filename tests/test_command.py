@@ -22,6 +22,7 @@ from vae_model.runs import storage
     (["--batch-size", "100000"], "larger than the 60000 training images"),
     (["--data-dir", "/nonexistent"], "data directory /nonexistent does not exist"),
     (["--seeds", "4", "--until-decided"], "--until-decided needs at least 2 pilot seeds, got 1"),
+    (["--estimators", "analytic", "--until-decided"], "--until-decided compares two estimators"),
     (["--seeds", "0-9", "--until-decided", "--max-seeds", "5"],
      "--max-seeds 5 is fewer than the 10 pilot seeds"),
     (["--max-seeds", "0"], "--max-seeds must be > 0, got 0"),
@@ -54,13 +55,15 @@ def test_rerun_of_a_failed_run_names_the_failed_stage(capsys, tmp_path):
 
 def test_a_plan_once_made_refuses_another_margin_before_any_work(capsys, tmp_path):
     run = tmp_path / "runs" / "decided"
-    manifest = {"run_id": "decided", "status": "complete", "models": {}, "parameters": {
-        "seeds": [0, 1, 2, 3, 4], "until_decided": True, "equivalence_margin": 1.0,
-        "max_seeds": 50}}
+    manifest = {"run_id": "decided", "status": "complete", "models": {}}
     storage.write_json(run / "manifest.json", manifest)
-    code = main(["run", "--artifacts-dir", str(tmp_path), "--run-id", "decided", "--seeds",
-                 "0-4", "--until-decided", "--equivalence-margin", "0.5"])
-    err = capsys.readouterr().err
-    assert code == 2 and err.count("\n") == 1
-    assert "this run's plan was made with --equivalence-margin 1; a plan is fixed" in err
+    storage.write_json(run / "plan.json", {"seeds": [0, 1, 2, 3, 4], "equivalence_margin": 1.0,
+                                           "max_seeds": 50})
+    for extra in (["--until-decided", "--equivalence-margin", "0.5"], []):
+        code = main(["run", "--artifacts-dir", str(tmp_path), "--run-id", "decided", "--seeds",
+                     "0-4", *extra])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1
+        assert ("this run's plan was made with --seeds 0-4 --equivalence-margin 1 --max-seeds "
+                "50; a plan is fixed") in err
     assert storage.read_json(run / "manifest.json") == manifest  # nothing recorded

@@ -96,10 +96,11 @@ def test_the_add_seeds_command_repeats_the_runs_other_settings():
     assert command([0, 1, 2, 3]) == ("vae-pipeline run --run-id nightly --seeds 0-3 "
                                      "--epochs 3 --artifacts-dir '/tmp/my runs' "
                                      "--all-model-figures")
-    # seeds as ranges, and the plan's form: 62 seeds are not 62 numbers
+    # seeds as ranges, and the plan's form: 65 seeds are not 65 numbers, and a pilot larger
+    # than the default bound brings its own
     assert command([*range(62), 70, 72, 73], until_decided=True) == (
-        "vae-pipeline run --run-id nightly --seeds 0-61 70 72-73 --until-decided --epochs 3 "
-        "--artifacts-dir '/tmp/my runs' --all-model-figures")
+        "vae-pipeline run --run-id nightly --seeds 0-61 70 72-73 --until-decided --max-seeds 65 "
+        "--epochs 3 --artifacts-dir '/tmp/my runs' --all-model-figures")
 
 
 def test_a_non_finite_score_is_one_line_naming_the_model_in_the_report_and_the_figure():

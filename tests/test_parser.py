@@ -28,9 +28,12 @@ def test_seeds_take_ranges_as_the_advice_prints_them():
     assert build_parser().parse_args(["run"]).seeds == [0, 1, 2]
 
 
-@pytest.mark.parametrize("token", ["3-x", "a", "2-"])
-def test_a_seed_token_that_is_no_seed_is_refused(token, capsys):
+@pytest.mark.parametrize("token, message", [
+    ("3-x", "is not a seed or a range of seeds such as 0-9"), ("a", "is not a seed"),
+    ("2-", "is not a seed"), ("9-0", "a range of seeds runs upward"),
+    ("0-1000000000", "at most 10000 seeds")])
+def test_a_seed_token_that_is_no_seed_is_refused(token, message, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["run", "--seeds", token])
     assert exit_.value.code == 2
-    assert "is not a seed or a range of seeds such as 0-9" in capsys.readouterr().err
+    assert message in capsys.readouterr().err

@@ -119,11 +119,16 @@ def test_until_decided_adds_the_planned_seeds_to_the_pilot_in_the_same_run(harne
     assert pair["plan"]["capped"] is True and pair["plan"]["seeds_planned"] > 3
     assert "capped at 3 seeds" in metrics["comparison"]["verdict"]
     assert "pilot 2 seeds" in (run / "report.md").read_text()
+    assert storage.read_json(run / "plan.json") == {"seeds": [0, 1], "equivalence_margin": 0.01,
+                                                    "max_seeds": 3}
 
-    # the plan is fixed once made: another margin is refused, and the run stays complete
-    changed = vae_pipeline(**{**pilot, "equivalence_margin": 0.5}, until_decided=True,
-                           max_seeds=3, artifacts_dir=root, run_id="plan", return_state=True)
-    assert changed.is_failed()
-    with pytest.raises(UserInputError, match="plan was made with --equivalence-margin 0.01"):
-        changed.result()
+    # the plan is fixed once made: another margin, or no plan, is refused; the run stays
+    for changed in ({**pilot, "equivalence_margin": 0.5, "until_decided": True}, pilot):
+        refused = vae_pipeline(**changed, max_seeds=3, artifacts_dir=root, run_id="plan",
+                               return_state=True)
+        assert refused.is_failed()
+        with pytest.raises(UserInputError, match="plan was made with --seeds 0-1 "
+                                                 "--equivalence-margin 0.01 --max-seeds 3"):
+            refused.result()
     assert storage.read_json(run / "manifest.json")["status"] == "complete"
+    assert storage.read_json(run / "metrics.json")["comparison"]["paired"][0]["plan"]

@@ -74,20 +74,28 @@ def test_a_full_plan_is_decisive_and_every_score_uses_the_plans_interval():
 
 def test_plan_settings_are_refused_in_one_line():
     base = {"until_decided": True, "seeds": [0, 1, 2], "equivalence_margin": 1.0,
-            "max_seeds": 50}
+            "max_seeds": 50, "estimators": ["analytic", "monte_carlo"]}
     with pytest.raises(UserInputError, match="needs at least 2 pilot seeds, got 1"):
         plan.check({**base, "seeds": [4]})
     with pytest.raises(UserInputError, match="--max-seeds 2 is fewer than the 3 pilot seeds"):
         plan.check({**base, "max_seeds": 2})
-    plan.check(base, earlier={**base, "until_decided": False, "equivalence_margin": 2.0})
-    plan.check(base, earlier=base)
-    with pytest.raises(UserInputError, match=r"made with --equivalence-margin 1; a plan is fixed"):
-        plan.check({**base, "equivalence_margin": 0.5}, earlier=base)
-    with pytest.raises(UserInputError, match=r"made with --seeds 0-2;"):
-        plan.check({**base, "seeds": [0, 1, 2, 3]}, earlier=base)
-    with pytest.raises(UserInputError, match=r"made with --max-seeds 50;"):
-        plan.check({**base, "max_seeds": 60}, earlier=base)
+    with pytest.raises(UserInputError, match="compares two estimators: give both"):
+        plan.check({**base, "estimators": ["analytic"]})
     plan.check({**base, "until_decided": False, "seeds": [0]})  # no plan: nothing to check
+
+
+def test_a_plan_once_made_is_fixed_for_its_run():
+    base = {"until_decided": True, "seeds": [2, 0, 1], "equivalence_margin": 1.0,
+            "max_seeds": 50, "estimators": ["analytic", "monte_carlo"]}
+    made = plan.settings(base)
+    assert made == {"seeds": [0, 1, 2], "equivalence_margin": 1.0, "max_seeds": 50}
+    plan.check(base, made)  # the same plan again: resumed or rerun
+    plan.check({**base, "equivalence_margin": 0.5}, None)  # no plan made yet: free to choose
+    fixed = "this run's plan was made with --seeds 0-2 --equivalence-margin 1 --max-seeds 50;"
+    for changed in ({"equivalence_margin": 0.5}, {"seeds": [0, 1, 2, 3]}, {"max_seeds": 60},
+                    {"until_decided": False}):  # a plain run would replace the plan's report
+        with pytest.raises(UserInputError, match=fixed):
+            plan.check({**base, **changed}, made)
 
 
 def test_stage_two_adds_the_lowest_seeds_not_in_the_pilot():
@@ -146,6 +154,12 @@ def test_a_sweep_plans_each_configuration_and_decides_at_alpha_over_m():
         pilot_sd = found["pilot_sd"]
         assert found["seeds_planned"] == max(4, math.ceil((4.1765 * pilot_sd / 0.5) ** 2))
     assert "Bonferroni" in comparison["verdict"]
+    # the sentences and tables show the intervals the decisions are taken from
+    pair = blocks[0]["paired"][0]
+    assert pair["deciding"]["comparisons"] == 2
+    assert pair["deciding"]["ci95"][1] - pair["deciding"]["ci95"][0] > pair["ci95"][1] - \
+        pair["ci95"][0]
+    assert "CI, Bonferroni over 2" in blocks[0]["verdict"]
 
 
 def test_the_differences_figure_decides_as_the_report_does_under_a_plan():

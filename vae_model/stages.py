@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from vae_model.evaluation.decision import DEFAULT_MARGIN
 from vae_model.model import data
 from vae_model.model.config import ESTIMATORS, ModelConfig, require_positive_int
 from vae_model.runs import stopping, storage, store
@@ -130,7 +131,7 @@ def _evaluate(checkpoint_dir: Path, data_dir, iwae_k: int, gradient_draws: int,
 
 
 def render_figures(checkpoint_dirs: list[str], data_dir: str | None, run,
-                   seed: int = 0, all_models: bool = False, margin: float = 1.0,
+                   seed: int = 0, all_models: bool = False, margin: float = DEFAULT_MARGIN,
                    pilot: dict | None = None) -> list:
     """The run's figures (see :mod:`.results.figures`): image figures for the lowest seed of
     each configuration and estimator, or for every model with ``all_models``; ``margin``: the

@@ -26,7 +26,7 @@ def pipeline_parameters(args) -> dict:
     from vae_model.evaluation import plan
     from vae_model.model import data
     from vae_model.runs import store
-    from vae_model.runs.directory import ensure_writable, recorded_parameters, run_dir
+    from vae_model.runs.directory import ensure_writable, recorded_plan, run_dir
 
     names = ("estimators", "seeds", "architectures", "likelihoods", "latent_sizes", "epochs",
              "batch_size", "learning_rate", "iwae_k", "gradient_draws", "train_limit",
@@ -35,10 +35,10 @@ def pipeline_parameters(args) -> dict:
     parameters = {n: getattr(args, n) for n in names if hasattr(args, n)}
     model_grid(parameters, data.CANONICAL["train_images"].count)
     check(parameters)
-    earlier = None
+    made = None
     if getattr(args, "run_id", None):
-        earlier = recorded_parameters(run_dir(args.artifacts_dir, args.run_id))
-    plan.check(parameters, earlier)
+        made = recorded_plan(run_dir(args.artifacts_dir, args.run_id))
+    plan.check(parameters, made)
     ensure_writable(store.location(args.artifacts_dir))
     if args.data_dir:  # the files' presence now; their checksums in the verify-data stage
         data.locate(args.data_dir, download=False)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 
 from vae_model.evaluation import plan
+from vae_model.evaluation.decision import DEFAULT_MARGIN
 from vae_model.model.config import ARCHITECTURES, ESTIMATORS, LIKELIHOODS, ModelConfig
 
 DEFAULT_CRON = "0 3 * * *"
 # Fixed, so that scheduled runs of one configuration are comparable night to night: a change
 # beyond the spread over seeds is a regression, not seed noise.
 DEFAULT_SEEDS = (0, 1, 2)
+MAX_RANGE = 10_000  # seeds in one --seeds range
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,10 +76,14 @@ def _seed_tokens(text: str) -> list[int]:
     """One --seeds token: a seed ("7") or an upward range of seeds ("0-9")."""
     first, dash, last = text.partition("-") if not text.startswith("-") else (text, "", "")
     try:
-        return list(range(int(first), int(last) + 1)) if dash else [int(first)]
+        first, last = int(first), int(last) if dash else int(first)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a seed or a range of seeds "
                                          "such as 0-9") from None
+    if not 0 <= last - first < MAX_RANGE:
+        raise argparse.ArgumentTypeError(f"{text!r}: a range of seeds runs upward, at most "
+                                         f"{MAX_RANGE} seeds")
+    return list(range(first, last + 1))
 
 
 class _Seeds(argparse.Action):
@@ -118,7 +124,7 @@ def _add_pipeline_options(parser, with_run_id: bool = True) -> None:
     parser.add_argument("--gradient-draws", type=int, default=100,
                         help="draws of z for the gradient variance (default: %(default)s)")
     parser.add_argument("--train-limit", type=int, help="use only the first N training images")
-    parser.add_argument("--equivalence-margin", type=float, default=1.0, metavar="NATS",
+    parser.add_argument("--equivalence-margin", type=float, default=DEFAULT_MARGIN, metavar="NATS",
                         help="differences within ±NATS per image count as equivalent (TOST at "
                         "α = 0.05; default: %(default)s)")
     parser.add_argument("--until-decided", action="store_true",

@@ -74,7 +74,7 @@ def target(plan: dict) -> int:
 
 
 def summary(plan: dict) -> str:
-    """One line: "pilot 10 seeds, sd 0.81 → 19 seeds planned, 19 run"."""
+    """One line: "pilot 10 seeds, sd 0.62 → 10 seeds planned, 10 run"."""
     text = (f"pilot {len(plan['pilot_seeds'])} seeds, sd {plan['pilot_sd']:.2f} → "
             f"{plan['seeds_planned']} seeds planned, {plan['seeds_run']} run")
     if plan["capped"]:
@@ -104,30 +104,36 @@ def stage_two_seeds(found: dict) -> list[int]:
 FIXED = ("seeds", "equivalence_margin", "max_seeds")  # what a plan is made from
 
 
-def check(parameters: dict, earlier: dict | None = None) -> None:
-    """Refuse, in one line, settings a plan cannot be made from, and a change to a plan already
-    made for this run (``earlier``: the parameters it was made with): changing the margin, the
-    pilot or the bound after seeing results would void the plan's error rates."""
+def settings(parameters: dict) -> dict:
+    """The settings a plan is made from (plan.json's content): the pilot, δ, the bound."""
+    return {"seeds": sorted(set(parameters["seeds"])),
+            "equivalence_margin": parameters["equivalence_margin"],
+            "max_seeds": parameters["max_seeds"]}
+
+
+def check(parameters: dict, made: dict | None = None) -> None:
+    """Refuse, in one line, settings a plan cannot be made from, and any run of a run id whose
+    plan is already made (``made``: its plan.json) with other settings or without the plan:
+    changing the margin, the pilot or the bound after seeing results voids its error rates."""
+    if made is not None:
+        wanted = " ".join(f"--{n.replace('_', '-')} {_shown(made[n])}" for n in FIXED)
+        if not parameters.get("until_decided") or settings(parameters) != made:
+            raise UserInputError(f"this run's plan was made with {wanted}; a plan is fixed "
+                                 "once made (changing it after seeing results voids its error "
+                                 f"rates): repeat --until-decided {wanted}, or start a new "
+                                 "--run-id")
     if not parameters.get("until_decided"):
         return
     pilot_seeds = sorted(set(parameters["seeds"]))
+    if len(set(parameters["estimators"])) < 2:
+        raise UserInputError("--until-decided compares two estimators: give both, e.g. "
+                             "--estimators analytic monte_carlo")
     if len(pilot_seeds) < 2:
         raise UserInputError(f"--until-decided needs at least 2 pilot seeds, got "
                              f"{len(pilot_seeds)}: pass e.g. --seeds 0-{RECOMMENDED_PILOT - 1}")
     if parameters["max_seeds"] < len(pilot_seeds):
         raise UserInputError(f"--max-seeds {parameters['max_seeds']} is fewer than the "
                              f"{len(pilot_seeds)} pilot seeds: raise it or give fewer --seeds")
-    if earlier and earlier.get("until_decided"):
-        for name in FIXED:
-            before, now = earlier.get(name), parameters.get(name)
-            if name == "seeds":
-                before, now = sorted(set(before or [])), pilot_seeds
-            if before is not None and before != now:
-                flag = "--" + name.replace("_", "-")
-                raise UserInputError(
-                    f"this run's plan was made with {flag} {_shown(before)}; a plan is fixed "
-                    f"once made (changing it after seeing results voids its error rates): "
-                    f"give {flag} {_shown(before)}, or start a new --run-id")
 
 
 def _shown(value) -> str:

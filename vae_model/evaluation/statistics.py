@@ -113,7 +113,7 @@ def finite_score(name: str, metric: str, value) -> float:
     if value is None or not math.isfinite(float(value)):
         raise UserInputError(
             f"{name}'s held-out {metric} is {value}: a diverged model cannot be compared; "
-            f"retrain it (delete its models/{name} directory) or leave its seed out")
+            f"retrain it (delete its models/{name} directory and rerun with the same --run-id)")
     return float(value)
 
 
@@ -132,11 +132,15 @@ def quantity(differences: list[float], margin: float, pilot: list[bool] | None =
     pilot_sd, n0 = float(np.std(pilot_values, ddof=1)), len(pilot_values)
     mean, ci95 = plan.interval(differences, pilot_sd, n0, 0.95)
     ci90 = plan.interval(differences, pilot_sd, n0, 0.90)[1]
-    decisive = None if comparisons == 1 else (
-        plan.interval(differences, pilot_sd, n0, 0.95, comparisons)[1],
-        plan.interval(differences, pilot_sd, n0, 0.90, comparisons)[1])
-    return {"mean_difference": mean, "ci95": ci95, "std": sd,
-            **decision.decide(mean, ci95, ci90, sd, margin, decisive)}
+    if comparisons == 1:
+        return {"mean_difference": mean, "ci95": ci95, "std": sd,
+                **decision.decide(mean, ci95, ci90, sd, margin)}
+    deciding = {"ci95": plan.interval(differences, pilot_sd, n0, 0.95, comparisons)[1],
+                "ci90": plan.interval(differences, pilot_sd, n0, 0.90, comparisons)[1],
+                "comparisons": comparisons}  # the intervals the decision is taken from
+    return {"mean_difference": mean, "ci95": ci95, "std": sd, "deciding": deciding,
+            **decision.decide(mean, ci95, ci90, sd, margin,
+                              (deciding["ci95"], deciding["ci90"]))}
 
 
 def _paired(models: dict, a: str, b: str, per_image: dict | None, margin: float,
@@ -148,6 +152,9 @@ def _paired(models: dict, a: str, b: str, per_image: dict | None, margin: float,
     pilot = comparisons = None
     if design is not None:
         pilot, comparisons = [s in design["pilot_seeds"] for s in seeds], design["comparisons"]
+        if sum(pilot) < 2:
+            raise UserInputError(f"a plan needs at least 2 pilot seeds trained with both {a} "
+                                 f"and {b} KL, found {sum(pilot)}")
 
     def differences(metric):
         return [finite_score(names_a[s], metric, models[names_a[s]]["heldout"][metric])

@@ -51,13 +51,21 @@ def _plan_phrase(pair: dict) -> str:
     """The plan behind a decision, for the verdict: what it ran, and a cap if it had one."""
     found = pair["plan"]
     if found["capped"]:
-        half = (pair["ci95"][1] - pair["ci95"][0]) / 2
+        ci95 = deciding(pair)[0]
+        half = (ci95[1] - ci95[0]) / 2
         return (f"; capped at {found['max_seeds']} seeds by the plan's --max-seeds: half-width "
                 f"{half:.2f} nats against the planned {found['target_half_width']:g}")
     if found["seeds_run"] < plan.target(found):
         return (f"; the plan's stage 2 is not complete ({found['seeds_run']} of "
                 f"{plan.target(found)} seeds)")
     return ""
+
+
+def deciding(quantity: dict) -> tuple[list, list]:
+    """The (95%, 90%) intervals a quantity's decision is taken from: the Bonferroni-adjusted
+    ones of a plan over several comparisons, else its ``ci95`` and ``ci90``."""
+    found = quantity.get("deciding") or quantity
+    return found["ci95"], found["ci90"]
 
 
 def _pair_verdict(pair: dict, add_seeds=None) -> str:
@@ -74,22 +82,27 @@ def _pair_verdict(pair: dict, add_seeds=None) -> str:
                 f"{only['difference']:+.2f} nats for seed {only['seed']} (per-image standard "
                 f"error {noise}), which says nothing about seed-to-seed variation: run more "
                 "seeds")
-    mean, ci95, ci90 = pair["mean_difference"], pair["ci95"], pair["ci90"]
-    planned = pair.get("plan")
+    mean, planned = pair["mean_difference"], pair.get("plan")
+    ci95, ci90 = deciding(pair)
+    if "deciding" in pair:  # the intervals the decision is taken from are named so
+        a_level = f", Bonferroni over {pair['deciding']['comparisons']}"
+        ci95_name, ci90_name = f"95% CI{a_level}", f"90% CI{a_level}"
+    else:
+        ci95_name, ci90_name = "95% CI", "90% CI"
     if pair["decision"] == "better":
         better = pair["better"]
         sign = -1.0 if better == a else 1.0  # the winner's advantage is positive
         low, high = sorted((sign * ci95[0], sign * ci95[1]))
-        text = (f"{better} KL better by {sign * mean:.2f} nats held-out -ELBO (95% CI "
+        text = (f"{better} KL better by {sign * mean:.2f} nats held-out -ELBO ({ci95_name} "
                 f"{low:.2f} to {high:.2f}, {_seeds_phrase(n)})")
         if pair["equivalent"]:
-            text += f", a difference within ±{margin:g} nats (90% CI {_interval(ci90)})"
+            text += f", a difference within ±{margin:g} nats ({ci90_name} {_interval(ci90)})"
     elif pair["decision"] == "equivalent":
-        text = (f"equivalent within ±{margin:g} nats held-out -ELBO (90% CI {_interval(ci90)}, "
-                f"{a} minus {b}, {_seeds_phrase(n)})")
+        text = (f"equivalent within ±{margin:g} nats held-out -ELBO ({ci90_name} "
+                f"{_interval(ci90)}, {a} minus {b}, {_seeds_phrase(n)})")
     else:
         text = (f"inconclusive with {_seeds_phrase(n)}: differences up to "
-                f"{not_ruled_out(ci95):.2f} nats held-out -ELBO are not ruled out (95% CI "
+                f"{not_ruled_out(ci95):.2f} nats held-out -ELBO are not ruled out ({ci95_name} "
                 f"{_interval(ci95)}, {a} minus {b})")
         if not planned:
             text += f"; {_advice(pair, add_seeds)}"
@@ -108,14 +121,14 @@ def _model_or_bound(pair: dict) -> str:
     reference = pair.get("reference_nll")
     if not reference or reference["decision"] == "one seed":
         return ""
-    ci95, margin = reference["ci95"], reference["equivalence_margin"]
+    (ci95, ci90), margin = deciding(reference), reference["equivalence_margin"]
     gap = pair["mean_difference"] - reference["mean_difference"]
     if reference["decision"] == "better":
         found = (f"{decision.winner(pair['estimators'], ci95)} KL gives the better model (95% "
                  f"CI {_interval(ci95)})")
     elif reference["decision"] == "equivalent":
         found = (f"the models are equivalent within ±{margin:g} nats (90% CI "
-                 f"{_interval(reference['ci90'])})")
+                 f"{_interval(ci90)})")
     else:
         found = f"no difference in the models is established (95% CI {_interval(ci95)})"
     return (f"; in true likelihood (reference NLL) {found}, and the inference gaps differ by "
@@ -167,7 +180,7 @@ def summary_verdict(blocks: list[dict]) -> str:
 
 
 def plan_lines(blocks: list[dict], title=lambda block: "") -> list[str]:
-    """One line per planned comparison: "pilot 10 seeds, sd 0.81 → 19 seeds planned, 19 run"
+    """One line per planned comparison: "pilot 10 seeds, sd 0.62 → 10 seeds planned, 10 run"
     (prefixed by ``title(block)`` when there are several)."""
     lines = []
     for block in blocks:
@@ -199,6 +212,10 @@ def add_seeds_command(run_id: str, parameters: dict):
             flags.append(f"--{name.replace('_', '-')} {shown}".rstrip())
 
     def command(seeds, until_decided: bool = False) -> str:
+        more = ["--until-decided"] if until_decided else []
+        if until_decided and len(set(seeds)) > parameters.get("max_seeds",
+                                                              plan.DEFAULT_MAX_SEEDS):
+            more.append(f"--max-seeds {len(set(seeds))}")  # a bound below the pilot is refused
         return " ".join(["vae-pipeline run --run-id", run_id, "--seeds", plan.seed_ranges(seeds),
-                         *(["--until-decided"] if until_decided else []), *flags])
+                         *more, *flags])
     return command

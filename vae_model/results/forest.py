@@ -7,7 +7,7 @@ from __future__ import annotations
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from vae_model.evaluation import decision, statistics
+from vae_model.evaluation import decision, statistics, verdict
 from vae_model.results import facets
 from vae_model.results.facets import estimator_colour
 from vae_model.results.layout import DPI, MAX_WIDTH_PX, MIN_WIDTH_IN, plt, tag
@@ -33,7 +33,7 @@ def _short_outcome(found: dict, count: int) -> str:
     if count < 2:
         return f"{count} seed: no interval" if count else "no pair"
     if found["decision"] == "better":
-        return "first better" if found["ci95"][1] < 0 else "second better"
+        return "first better" if found["mean_difference"] < 0 else "second better"
     return found["decision"]
 
 
@@ -65,7 +65,7 @@ def differences_figure(groups: list[dict], records: dict,
                 seeds, differences = zip(*pairs)
                 mask = None if pilot is None else [s in pilot["seeds"] for s in seeds]
                 found = statistics.quantity(list(differences), margin, mask, comparisons)
-                mean, ci95, ci90 = found["mean_difference"], found["ci95"], found["ci90"]
+                mean, (ci95, ci90) = found["mean_difference"], verdict.deciding(found)
                 colour = "black" if metric == "neg_elbo" else "grey"
                 tag(ax.plot(differences, [y + shift] * len(differences), color=colour, ms=3,
                             **{k: v for k, v in SEED_STYLE.items() if k != "ms"}), likelihood)
@@ -92,7 +92,9 @@ def differences_figure(groups: list[dict], records: dict,
     for ax in axes[0]:
         ax.set_xlabel(f"{facets.estimator_label(a)} − {facets.estimator_label(b)}, nats per "
                       f"image (< 0: {facets.estimator_label(a)} better)")
-    fig.suptitle("Paired difference (same seed): seeds, mean, 90% (thick) and 95% intervals")
+    adjusted = f", Bonferroni over {comparisons}" if pilot and comparisons > 1 else ""
+    fig.suptitle("Paired difference (same seed): seeds, mean, 90% (thick) and 95% intervals"
+                 + adjusted)
     handles = [Line2D([], [], color="black", marker="D", ls="none", label="held-out −ELBO"),
                Line2D([], [], color="grey", marker="s", mfc="white", ls="none",
                       label=f"IWAE-{k}"),

@@ -217,11 +217,9 @@ def caption(path: Path, seeds: str = IMAGE_SEEDS) -> str:
 def _blocks(run: Path, metrics: dict, parameters: dict, data_facts: dict, figures,
             processor: dict) -> list:
     """The report as (kind, content) blocks, rendered to markdown and to HTML alike."""
-    comparison = metrics.get("comparison") or {}
-    records = model_records(metrics)
-    tables = summary_tables(metrics)
-    blocks = [("h1", f"VAE run {run.name}"),
-              ("strong", f"Verdict: {comparison.get('verdict', 'not computed')}."),
+    records, tables = model_records(metrics), summary_tables(metrics)
+    verdict_text = (metrics.get("comparison") or {}).get("verdict", "not computed")
+    blocks = [("h1", f"VAE run {run.name}"), ("strong", f"Verdict: {verdict_text}."),
               *[("p", line) for line in plan_sentences(metrics)], ("table", tables[0][1])]
     sentences = verdict_sentences(metrics)
     if len(sentences) > 1:

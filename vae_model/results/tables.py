@@ -99,8 +99,9 @@ def _difference_cell(pair: dict | None) -> str:
     if not pair or _missing(pair.get("mean_difference")):
         return "–"
     text = signed(pair["mean_difference"])
-    if pair.get("ci95"):
-        text += f" ({signed(pair['ci95'][0])} to {signed(pair['ci95'][1])})"
+    ci95 = verdict.deciding(pair)[0]  # with a plan over several configurations: adjusted
+    if ci95:
+        text += f" ({signed(ci95[0])} to {signed(ci95[1])})"
     return text
 
 
@@ -138,8 +139,8 @@ def verdict_table(metrics: dict) -> pd.DataFrame:
             row[f"{facets.estimator_label(estimator)} −ELBO"] = _summary_cell(entry.get("neg_elbo"))
         pair = _first_pair(block)
         row[f"Δ {_pair_label(metrics)} (95% CI)"] = _difference_cell(pair)
-        row["90% CI"] = "–" if not (pair or {}).get("ci90") else (
-            f"{signed(pair['ci90'][0])} to {signed(pair['ci90'][1])}")
+        ci90 = verdict.deciding(pair)[1] if pair else None
+        row["90% CI"] = "–" if not ci90 else f"{signed(ci90[0])} to {signed(ci90[1])}"
         row["Seeds"] = len(pair["seeds"]) if pair else 0
         row["Verdict"] = short_verdict(pair)
         row["Seeds to detect / equiv."] = _seeds_needed_cell(pair)
@@ -149,7 +150,7 @@ def verdict_table(metrics: dict) -> pd.DataFrame:
 
 def plan_sentences(metrics: dict) -> list[str]:
     """The two-stage plan behind each planned comparison, one line each (none without a
-    plan): "Plan (Stein's two-stage): pilot 10 seeds, sd 0.81 → 19 seeds planned, 19 run"."""
+    plan): "Plan (Stein's two-stage): pilot 10 seeds, sd 0.62 → 10 seeds planned, 10 run"."""
     blocks = (metrics.get("comparison") or {}).get("configurations", [])
     return [f"Plan (Stein's two-stage): {line}" for line in verdict.plan_lines(
         blocks, lambda block: facets.title(block["configuration"]))]

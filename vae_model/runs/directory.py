@@ -17,6 +17,7 @@ from vae_model.runs import storage, store
 
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 EVALUATION_FILE = "evaluation.json"
+PLAN_FILE = "plan.json"  # a two-stage plan's settings, written when the plan is made
 PER_IMAGE_FILE = "per_image.csv"
 
 
@@ -56,11 +57,11 @@ def load_manifest(run: Path) -> dict:
     return content
 
 
-def recorded_parameters(run: Path) -> dict | None:
-    """The parameters a run was started with, as its manifest records them; None for a run
-    without a manifest."""
-    manifest = run / "manifest.json"
-    return storage.read_json(manifest).get("parameters") if manifest.exists() else None
+def recorded_plan(run: Path) -> dict | None:
+    """The settings of the two-stage plan made for ``run`` (its plan.json), or None if no plan
+    was made there."""
+    path = run / PLAN_FILE
+    return storage.read_json(path) if path.exists() else None
 
 
 def ensure_writable(directory: Path) -> Path:
