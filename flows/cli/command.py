@@ -35,11 +35,10 @@ def pipeline_parameters(args) -> dict:
     parameters = {n: getattr(args, n) for n in names if hasattr(args, n)}
     model_grid(parameters, data.CANONICAL["train_images"].count)
     check(parameters)
-    made = None
+    plan.check(parameters)
+    ensure_writable(store.location(args.artifacts_dir))  # a store that refuses us: one line
     if getattr(args, "run_id", None):
-        made = recorded_plan(run_dir(args.artifacts_dir, args.run_id))
-    plan.check(parameters, made)
-    ensure_writable(store.location(args.artifacts_dir))
+        plan.check(parameters, recorded_plan(run_dir(args.artifacts_dir, args.run_id)))
     if args.data_dir:  # the files' presence now; their checksums in the verify-data stage
         data.locate(args.data_dir, download=False)
     return parameters
