@@ -14,7 +14,6 @@ import datetime as dt
 import threading
 from pathlib import Path
 
-from prefect import Task
 from prefect.exceptions import TerminationSignal
 
 from vae_model.runs import lock, registry, stopping, store
@@ -28,22 +27,14 @@ _flags: dict = {}  # run path -> its stop flag on the flow's Dask cluster (None:
 _registry_lock = threading.Lock()
 
 
-def _note_stage(task, task_run, state) -> None:
-    """on_failure hook: name the failed task run on its exception, which is the object the flow
-    re-raises (in threads the same one; on Dask a pickled copy, attributes included)."""
+def note_stage(task, task_run, state) -> None:
+    """on_failure hook, declared on every pipeline task: name the failed task run on its
+    exception, which is the object the flow re-raises (in threads the same one; on Dask a
+    pickled copy, attributes included)."""
     err = state.result(raise_on_failure=False)
     if isinstance(err, BaseException) and not hasattr(err, STAGE_ATTRIBUTE):
         with contextlib.suppress(AttributeError, TypeError):
             setattr(err, STAGE_ATTRIBUTE, task_run.name)
-
-
-def _install_failure_hook() -> None:
-    """On every pipeline task (idempotent; ``with_options`` copies carry it)."""
-    from tasks import stages
-
-    for candidate in vars(stages).values():
-        if isinstance(candidate, Task) and _note_stage not in candidate.on_failure_hooks:
-            candidate.on_failure_hooks.append(_note_stage)
 
 
 def failed_stage(err: BaseException) -> str:
@@ -114,7 +105,6 @@ def writing(run_path: str | Path, parameters: dict | None = None):
     which Prefect turns into ``TerminationSignal``) reaches only this, the main thread: it also
     tells the stages running in worker threads to stop (:mod:`vae_model.runs.stopping`), else the
     flow would wait for them to finish."""
-    _install_failure_hook()
     stopping.reset()
     started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     run_path = store.location(run_path)

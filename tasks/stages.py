@@ -43,8 +43,8 @@ def _not_a_user_error(task, task_run, state) -> bool:
     return not isinstance(state.result(raise_on_failure=False), UserInputError)
 
 
-@task(name="verify-data", task_run_name="verify-data", retries=2, retry_delay_seconds=5,
-      retry_condition_fn=_not_a_user_error)
+@task(on_failure=[guard.note_stage], name="verify-data", task_run_name="verify-data",
+      retries=2, retry_delay_seconds=5, retry_condition_fn=_not_a_user_error)
 def verify_data(data_dir: str | None = None) -> dict:
     """Locate the four Fashion-MNIST files and verify their SHA-256 (never cached: cheap, and
     the files may have changed since the last run)."""
@@ -54,8 +54,8 @@ def verify_data(data_dir: str | None = None) -> dict:
     return facts
 
 
-@task(task_run_name=lambda: f"train-{_model_name()}", cache_policy=policy(*TRAINING_MODULES),
-      persist_result=True)
+@task(on_failure=[guard.note_stage], task_run_name=lambda: f"train-{_model_name()}",
+      cache_policy=policy(*TRAINING_MODULES), persist_result=True)
 def train_model(settings: dict, data_facts: dict, run_dir: str) -> str:
     """Train one model (resuming from its last complete epoch); returns its directory."""
     logger = get_run_logger()
@@ -91,7 +91,7 @@ def train_model(settings: dict, data_facts: dict, run_dir: str) -> str:
     return str(directory)
 
 
-@task(task_run_name="evaluate-{model_name}",
+@task(on_failure=[guard.note_stage], task_run_name="evaluate-{model_name}",
       cache_policy=policy("evaluation.heldout", "reference", "training", "model.data", "stages"),
       persist_result=True)
 def evaluate_model(model_name: str, checkpoint_dir: str, data_facts: dict, iwae_k: int,
@@ -111,7 +111,7 @@ def evaluate_model(model_name: str, checkpoint_dir: str, data_facts: dict, iwae_
     return str(path)
 
 
-@task(name="plan-seeds", task_run_name="plan-seeds")
+@task(on_failure=[guard.note_stage], name="plan-seeds", task_run_name="plan-seeds")
 def plan_seeds(run_dir: str, checkpoint_dirs: list[str], parameters: dict) -> list[dict]:
     """Stage 2 of a two-stage plan: from the pilot's evaluated models, per configuration the
     seeds to add ({"configuration", "seeds"}); records the plan's settings in the run's
@@ -133,7 +133,7 @@ def plan_seeds(run_dir: str, checkpoint_dirs: list[str], parameters: dict) -> li
     return additions
 
 
-@task(name="render-figures", task_run_name="render-figures",
+@task(on_failure=[guard.note_stage], name="render-figures", task_run_name="render-figures",
       cache_policy=policy("results.figures", "training", "model.data", "stages"),
       persist_result=True)
 def render_figures(checkpoint_dirs: list[str], evaluation_paths: list[str], data_facts: dict,
@@ -149,7 +149,7 @@ def render_figures(checkpoint_dirs: list[str], evaluation_paths: list[str], data
     return [str(p) for p in paths]
 
 
-@task(name="write-report", task_run_name="write-report",
+@task(on_failure=[guard.note_stage], name="write-report", task_run_name="write-report",
       cache_policy=policy("results.report", "stages"), persist_result=True)
 def write_report(run_dir: str, checkpoint_dirs: list[str], evaluation_paths: list[str],
                  figure_paths: list[str], parameters: dict, data_facts: dict) -> str:
@@ -160,7 +160,7 @@ def write_report(run_dir: str, checkpoint_dirs: list[str], evaluation_paths: lis
     return str(path)
 
 
-@task(name="publish-results", task_run_name="publish-results")
+@task(on_failure=[guard.note_stage], name="publish-results", task_run_name="publish-results")
 def publish_results(run_dir: str, artifacts_dir: str, report_path: str) -> str:
     """``artifacts/latest`` -> this run, ``artifacts/index.html``, and Prefect artifacts with
     stable keys (versions accumulate across scheduled runs): ``vae-report`` (the report with
