@@ -85,12 +85,9 @@ def summary(plan: dict) -> str:
 
 
 def pilot(parameters: dict) -> dict | None:
-    """A run's plan settings from its parameters: {"seeds" (the pilot), "max_seeds"} with
-    ``until_decided``, else None."""
-    if not parameters.get("until_decided"):
-        return None
-    return {"seeds": sorted(set(parameters["seeds"])),
-            "max_seeds": parameters.get("max_seeds", DEFAULT_MAX_SEEDS)}
+    """A run's plan settings (:func:`settings`: the pilot's "seeds", "equivalence_margin",
+    "max_seeds") with ``until_decided``, else None."""
+    return settings(parameters) if parameters.get("until_decided") else None
 
 
 def stage_two_seeds(found: dict) -> list[int]:
